@@ -1,0 +1,158 @@
+"""The node's JSON API (`/api/v1`), its health check, and the middleware that guards both.
+
+All errors leave through one middleware: a `SeajustError` becomes its HTTP status with
+`{"error": message}` (plus `fields` for validation errors); anything else is logged and
+becomes a 500 that tells the caller nothing about the internals.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from crypto.errors import SeajustError
+from node.errors import BadRequest, NotFound, Unauthorized, ValidationError
+from node.openapi import openapi_document
+from node.runtime import NODE_KEY, Node
+from node.tokens import token_is_valid
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PUBLIC_PATHS = frozenset({"/healthz", "/api/v1/openapi.json"})
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda v: json.dumps(v, ensure_ascii=False))
+
+
+def error_response(status: int, message: str, **extra: Any) -> web.Response:
+    return json_response({"error": message, **extra}, status=status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ValidationError as exc:
+        return error_response(exc.http_status, exc.message, fields=exc.fields)
+    except SeajustError as exc:
+        return error_response(getattr(exc, "http_status", 400), exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400 or request.path == "/sync/v1":
+            raise
+        return error_response(exc.status, exc.reason or "error")
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(500, "internal error; the operator can find details in the node's log")
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith("/api/") and request.path not in PUBLIC_PATHS:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token_is_valid(request.app[NODE_KEY].db, token.strip()):
+            raise Unauthorized()
+    return await handler(request)
+
+
+async def read_json(request: web.Request) -> Any:
+    if request.content_type != "application/json":
+        raise BadRequest("send the request body as JSON with Content-Type: application/json")
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest("the request body is not valid JSON") from exc
+
+
+def _actor(request: web.Request) -> str:
+    return "api"
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def get_node(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    return json_response(node.describe())
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    return json_response(openapi_document())
+
+
+async def list_peers(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    return json_response([node.peer_status(p) for p in node.peers.all()])
+
+
+async def add_peer(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    body = await read_json(request)
+    card = body.get("card") if isinstance(body, dict) else None
+    if not isinstance(card, str) or not card.strip():
+        raise ValidationError("give the peer's card as {\"card\": \"SJCARD1....\"}", fields={"card": "is required"})
+    peer = node.peers.add_card(card, actor=_actor(request))
+    node.peers_changed()
+    return json_response(node.peer_status(peer), status=201)
+
+
+async def list_contacts(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    query = request.query
+    return json_response(
+        node.directory.list(country=query.get("country"), expertise=query.get("expertise"), q=query.get("q"))
+    )
+
+
+async def create_contact(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    contact = node.directory.create(await read_json(request), actor=_actor(request))
+    return json_response(contact, status=201)
+
+
+async def get_contact(request: web.Request) -> web.Response:
+    return json_response(request.app[NODE_KEY].directory.get(request.match_info["contact_id"]))
+
+
+async def update_contact(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    contact = node.directory.update(request.match_info["contact_id"], await read_json(request), actor=_actor(request))
+    return json_response(contact)
+
+
+async def delete_contact(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    node.directory.delete(request.match_info["contact_id"], actor=_actor(request))
+    return web.Response(status=204)
+
+
+async def sync_status(request: web.Request) -> web.Response:
+    return json_response(request.app[NODE_KEY].sync_status())
+
+
+async def not_found(request: web.Request) -> web.Response:
+    raise NotFound(f"no such endpoint: {request.method} {request.path}")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/v1/openapi.json", get_openapi)
+    app.router.add_get("/api/v1/node", get_node)
+    app.router.add_get("/api/v1/peers", list_peers)
+    app.router.add_post("/api/v1/peers", add_peer)
+    app.router.add_get("/api/v1/contacts", list_contacts)
+    app.router.add_post("/api/v1/contacts", create_contact)
+    app.router.add_get("/api/v1/contacts/{contact_id}", get_contact)
+    app.router.add_patch("/api/v1/contacts/{contact_id}", update_contact)
+    app.router.add_delete("/api/v1/contacts/{contact_id}", delete_contact)
+    app.router.add_get("/api/v1/sync", sync_status)
+
+
+__all__ = ["Node", "add_routes", "auth_middleware", "error_middleware"]

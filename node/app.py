@@ -1,0 +1,88 @@
+"""The web server of a node: API, sync endpoint and background work, started and stopped together.
+
+Long-lived resources (the HTTP client the dialer uses, the background tasks) live in one
+`cleanup_ctx`, so they start after the app is configured and are closed, flushed and
+snapshotted however the server stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+from aiohttp import web
+
+from node.api import add_routes, auth_middleware, error_middleware
+from node.runtime import NODE_KEY, Node
+from sync.transport import SYNC_PATH, Dialer, websocket_handler
+
+log = logging.getLogger(__name__)
+
+WATCH_INTERVAL = 1.0  # seconds between checks for changes made by another process (the CLI)
+FLUSH_INTERVAL = 5.0
+COMPACT_INTERVAL = 300.0
+
+
+async def _every(seconds: float, work: Callable[[], None], name: str) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            work()
+        except Exception:  # keep the node running; the log says what failed
+            log.exception("background task %s failed", name)
+
+
+def _watcher(node: Node) -> Callable[[], None]:
+    seen = [node.db.data_version()]
+
+    def check() -> None:
+        version = node.db.data_version()
+        if version != seen[0]:
+            seen[0] = version
+            node.peers_changed()
+
+    return check
+
+
+def _compactor(node: Node) -> Callable[[], None]:
+    def compact() -> None:
+        for doc_id in node.store.doc_ids():
+            node.store.compact(doc_id)
+
+    return compact
+
+
+async def _sync_ctx(app: web.Application) -> AsyncIterator[None]:
+    node = app[NODE_KEY]
+    http = aiohttp.ClientSession()
+    node.dialer = Dialer(node.engine, http)
+    node.peers_changed()
+    tasks = [
+        asyncio.create_task(_every(WATCH_INTERVAL, _watcher(node), "peer watcher")),
+        asyncio.create_task(_every(FLUSH_INTERVAL, node.flush_sync_state, "flush")),
+        asyncio.create_task(_every(COMPACT_INTERVAL, _compactor(node), "compaction")),
+    ]
+    log.info("node %s (%s) ready", node.node_id, node.config.name)
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    for peer_id in node.engine.connected_peers():
+        node.engine.disconnect(peer_id)
+    await node.dialer.close()
+    await http.close()
+    node.close()
+
+
+def create_app(node: Node) -> web.Application:
+    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=2 * 1024 * 1024)
+    app[NODE_KEY] = node
+    add_routes(app)
+    app.router.add_get(SYNC_PATH, websocket_handler(node.engine))  # type: ignore[arg-type]
+    app.cleanup_ctx.append(_sync_ctx)
+    return app

@@ -1,0 +1,221 @@
+"""The `seajust` command: create, introduce, run and inspect a node.
+
+Every failure a user can cause ends as one line on stderr (`seajust: error: ...`) and a
+non-zero exit status; tracebacks are for bugs only. The passphrase is read from
+--passphrase-file, else SEAJUST_PASSPHRASE, else asked for at the terminal, and never echoed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from crypto.errors import SeajustError
+from crypto.keystore import NodeSecrets, create_keyfile
+from node.config import DEFAULT_LISTEN, NodeConfig, NodeHome, check_url, parse_listen, url_for_listen, validate
+from node.errors import ConfigError, PassphraseMissing
+from node.runtime import open_node
+from node.storage import Database
+from node.tokens import create_token
+
+PASSPHRASE_ENV = "SEAJUST_PASSPHRASE"
+
+
+def read_passphrase(args: argparse.Namespace, *, confirm: bool = False) -> str:
+    path: Path | None = getattr(args, "passphrase_file", None)
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise PassphraseMissing(f"cannot read passphrase file {path}: {exc.strerror}") from exc
+        if not text:
+            raise PassphraseMissing(f"passphrase file {path} is empty")
+        return text
+    env = os.environ.get(PASSPHRASE_ENV)
+    if env:
+        return env
+    if not sys.stdin.isatty():
+        raise PassphraseMissing()
+    first = getpass.getpass("Node passphrase: ")
+    if confirm and getpass.getpass("Repeat passphrase: ") != first:
+        raise PassphraseMissing("the two passphrases differ")
+    if not first:
+        raise PassphraseMissing("the passphrase must not be empty")
+    return first
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    home = NodeHome(args.home)
+    listen = args.listen or DEFAULT_LISTEN
+    parse_listen(listen)
+    url = check_url(args.url) if args.url else url_for_listen(listen)
+    config = validate(
+        {"node": {"name": args.name, "country": args.country.upper(), "role": args.role, "listen": listen, "url": url}}
+    )
+    if home.config_path.exists() or home.keyfile.exists():
+        home.create(config)  # raises HomeExists with the message users see
+    passphrase = read_passphrase(args, confirm=True)
+    secrets = NodeSecrets.generate()
+    home.create(config)
+    create_keyfile(home.keyfile, secrets, passphrase)
+    Database(home.database, secrets.db_key).close()
+    print(secrets.identity.node_id)
+    return 0
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    node = open_node(args.home, read_passphrase(args))
+    try:
+        print(node.card())
+    finally:
+        node.close()
+    return 0
+
+
+def _card_text(value: str) -> str:
+    return sys.stdin.read() if value == "-" else value
+
+
+def cmd_peer_add(args: argparse.Namespace) -> int:
+    node = open_node(args.home, read_passphrase(args))
+    try:
+        peer = node.peers.add_card(_card_text(args.card), actor="cli")
+        print(peer.node_id)
+    finally:
+        node.close()
+    return 0
+
+
+def cmd_peer_list(args: argparse.Namespace) -> int:
+    node = open_node(args.home, read_passphrase(args))
+    try:
+        peers = node.peers.all()
+        if args.json:
+            print(json.dumps([p.public_json() for p in peers], indent=2, ensure_ascii=False))
+        elif not peers:
+            print("no trusted peers yet: add one with `seajust peer add HOME CARD`")
+        else:
+            for p in peers:
+                print(f"{p.node_id}  {p.country}  {p.role:<11}  {p.name}  last sync: {p.last_sync or 'never'}")
+    finally:
+        node.close()
+    return 0
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    node = open_node(args.home, read_passphrase(args))
+    try:
+        print(create_token(node.db, args.label or ""))
+    finally:
+        node.close()
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from node.app import create_app
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    node = open_node(args.home, read_passphrase(args))
+    if args.listen:
+        parse_listen(args.listen)
+        node.config = NodeConfig(**{**node.config.__dict__, "listen": args.listen})
+    host, port = node.config.host, node.config.port
+    app = create_app(node)
+    print(f"SEAJust node {node.node_id} ({node.config.name}) listening on http://{host}:{port}", flush=True)
+    try:
+        web.run_app(app, host=host, port=port, print=None, handle_signals=True, access_log=None)
+    except OSError as exc:
+        node.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    return 0
+
+
+def cmd_dump(args: argparse.Namespace) -> int:
+    node = open_node(args.home, read_passphrase(args))
+    try:
+        for line in node.db.dump_sql():
+            sys.stdout.write(line + "\n")
+    finally:
+        node.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seajust", description="Run and manage a SEAJust network node.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_, description=help_)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    def with_home(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument("home", type=Path, metavar="HOME", help="the node's folder")
+        sub.add_argument(
+            "--passphrase-file", type=Path, metavar="FILE", help=f"read the passphrase from FILE (else ${PASSPHRASE_ENV})"
+        )
+        return sub
+
+    init = with_home(command("init", cmd_init, "create a node: keys, database and settings in HOME"))
+    init.add_argument("--name", required=True, help="display name of this authority")
+    init.add_argument("--country", required=True, help="ISO 3166 alpha-2 country code, e.g. TH")
+    init.add_argument("--role", choices=("authority", "secretariat"), default="authority")
+    init.add_argument("--listen", metavar="HOST:PORT", help=f"where to listen (default {DEFAULT_LISTEN})")
+    init.add_argument("--url", help="address peers use to reach this node (default: from --listen)")
+
+    with_home(command("card", cmd_card, "print this node's signed card on one line"))
+
+    peer = commands.add_parser("peer", help="trust and list peers").add_subparsers(
+        dest="peer_command", required=True, metavar="SUBCOMMAND"
+    )
+    add = with_home(peer.add_parser("add", help="verify a card and trust its node", description="verify a card and trust its node"))
+    add.add_argument("card", metavar="CARD", help="the peer's card (SJCARD1....), or - to read it from stdin")
+    add.set_defaults(handler=cmd_peer_add)
+    plist = with_home(peer.add_parser("list", help="list trusted peers", description="list trusted peers"))
+    plist.add_argument("--json", action="store_true", help="print JSON")
+    plist.set_defaults(handler=cmd_peer_list)
+
+    token = commands.add_parser("token", help="API tokens").add_subparsers(
+        dest="token_command", required=True, metavar="SUBCOMMAND"
+    )
+    create = with_home(token.add_parser("create", help="print a new API bearer token", description="print a new API bearer token"))
+    create.add_argument("--label", help="what the token is for (stored; the token itself is not)")
+    create.set_defaults(handler=cmd_token_create)
+
+    run = with_home(command("run", cmd_run, "run the node (web API and peer sync) until stopped"))
+    run.add_argument("--listen", metavar="HOST:PORT", help="override the configured listen address")
+    run.add_argument("--verbose", action="store_true", help="debug logging (never includes content)")
+
+    with_home(command("dump", cmd_dump, "print the decrypted database as SQL text (for operators and audits)"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except SeajustError as exc:
+        print(f"seajust: error: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("seajust: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""The CRDT engine behind every shared document: the only module that imports pycrdt.
+
+Documents are used through two shapes only, so another engine (Automerge, say) could replace
+Yrs by rewriting this file: *collections* of records (a map of id -> flat record of JSON
+values, merged field by field, last writer wins per field) and *lists* (append-only
+sequences of JSON records, such as a case's notes, where concurrent appends both survive).
+
+Every change is made inside `CrdtDocument.change()`, which returns the binary update that
+the change produced, as captured by an observer: ~50 bytes and ~10 us whatever the size of the
+document, which is what is signed, stored and pushed to peers. The full-state diff
+(`encode_state`) walks the whole document and is kept for snapshots only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pycrdt
+
+from crypto.errors import SeajustError
+
+JsonValue = Any
+Record = dict[str, JsonValue]
+
+
+class CrdtError(SeajustError):
+    """A document update could not be decoded."""
+
+
+class DocumentChange:
+    """The operations allowed inside one change; they become one update."""
+
+    def __init__(self, doc: pycrdt.Doc) -> None:
+        self._doc = doc
+
+    def _collection(self, name: str) -> pycrdt.Map[Any]:
+        return self._doc.get(name, type=pycrdt.Map)
+
+    def put_record(self, collection: str, key: str, fields: Record) -> None:
+        """Create the record, or replace every field given (fields not given are kept)."""
+        records = self._collection(collection)
+        existing = records.get(key)
+        if isinstance(existing, pycrdt.Map):
+            for name, value in fields.items():
+                if existing.get(name) != value:
+                    existing[name] = value
+        else:
+            records[key] = pycrdt.Map(dict(fields))
+
+    def delete_fields(self, collection: str, key: str, names: Iterable[str]) -> None:
+        existing = self._collection(collection).get(key)
+        if isinstance(existing, pycrdt.Map):
+            for name in names:
+                if name in existing:
+                    del existing[name]
+
+    def delete_record(self, collection: str, key: str) -> None:
+        records = self._collection(collection)
+        if key in records:
+            del records[key]
+
+    def append(self, list_name: str, item: Record) -> None:
+        self._doc.get(list_name, type=pycrdt.Array).append(dict(item))
+
+
+class CrdtDocument:
+    """One replicated document held in memory."""
+
+    def __init__(self) -> None:
+        self._doc: pycrdt.Doc = pycrdt.Doc()
+        self._captured: list[bytes] = []
+        self._subscription = self._doc.observe(self._capture)
+
+    def _capture(self, event: pycrdt.TransactionEvent) -> None:
+        self._captured.append(event.update)
+
+    def change(self, edit: Callable[[DocumentChange], None]) -> bytes | None:
+        """Run `edit` as one transaction; the update it produced, or None if it changed nothing."""
+        self._captured.clear()
+        with self._doc.transaction(origin="local"):
+            edit(DocumentChange(self._doc))
+        updates = [u for u in self._captured if u and u != b"\x00\x00"]
+        self._captured.clear()
+        if not updates:
+            return None
+        return updates[0] if len(updates) == 1 else pycrdt.merge_updates(*updates)
+
+    def apply(self, update: bytes) -> None:
+        try:
+            self._doc.apply_update(update)
+        except (ValueError, RuntimeError) as exc:
+            raise CrdtError("document update could not be decoded") from exc
+        finally:
+            self._captured.clear()
+
+    def encode_state(self) -> bytes:
+        return bytes(self._doc.get_update())
+
+    def records(self, collection: str) -> dict[str, Record]:
+        value = self._doc.get(collection, type=pycrdt.Map).to_py()
+        return {k: v for k, v in (value or {}).items() if isinstance(v, dict)}
+
+    def record(self, collection: str, key: str) -> Record | None:
+        found = self._doc.get(collection, type=pycrdt.Map).get(key)
+        if isinstance(found, pycrdt.Map):
+            value = found.to_py()
+            return value if isinstance(value, dict) else None
+        return None
+
+    def items(self, list_name: str) -> list[Record]:
+        value = self._doc.get(list_name, type=pycrdt.Array).to_py() or []
+        return [v for v in value if isinstance(v, dict)]
+
+
+def merge_updates(updates: list[bytes]) -> bytes:
+    """One update equivalent to applying all of `updates` (for compaction and catch-up)."""
+    if len(updates) == 1:
+        return updates[0]
+    try:
+        return bytes(pycrdt.merge_updates(*updates))
+    except (ValueError, RuntimeError) as exc:
+        raise CrdtError("document updates could not be merged") from exc
+
+
+def check_update(update: bytes) -> None:
+    """Decode `update` in a scratch document, so a malformed one is refused before it touches state."""
+    try:
+        pycrdt.Doc().apply_update(update)
+    except (ValueError, RuntimeError) as exc:
+        raise CrdtError("document update could not be decoded") from exc

@@ -1,0 +1,80 @@
+"""The node's errors. Each docstring is what the officer or operator is told.
+
+Every error a user can cause derives from `SeajustError` (rooted in `crypto.errors`, the lowest
+layer) and carries the HTTP status the API maps it to, so one middleware and one CLI handler
+turn any of them into a clear message without a traceback.
+"""
+
+from crypto.errors import SeajustError
+
+
+class NodeError(SeajustError):
+    """The node could not do that."""
+
+    http_status = 400
+
+
+class HomeNotFound(NodeError):
+    """No node home here: create one with `seajust init HOME --name ... --country ...`."""
+
+
+class HomeExists(NodeError):
+    """That folder already holds a node; choose another folder or remove it first."""
+
+
+class ConfigError(NodeError):
+    """The node's configuration file is invalid."""
+
+
+class PassphraseMissing(NodeError):
+    """No passphrase: set SEAJUST_PASSPHRASE, pass --passphrase-file, or run in a terminal."""
+
+
+class StorageError(NodeError):
+    """The node's database could not be opened or written."""
+
+    http_status = 503
+
+
+class SchemaTooNew(StorageError):
+    """The database was written by a newer version of SEAJust Node; upgrade before starting it."""
+
+
+class ValidationError(NodeError):
+    """Some fields are missing or invalid."""
+
+    http_status = 422
+
+    def __init__(self, message: str | None = None, *, fields: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.fields = fields or {}
+
+
+class BadRequest(NodeError):
+    """The request body is not valid JSON of the expected shape."""
+
+    http_status = 400
+
+
+class Unauthorized(NodeError):
+    """Missing or invalid API token: send `Authorization: Bearer TOKEN` (create one with `seajust token create`)."""
+
+    http_status = 401
+
+
+class Forbidden(NodeError):
+    """This node may not change that."""
+
+    http_status = 403
+
+
+class NotFound(NodeError):
+    """No such record."""
+
+    http_status = 404
+
+
+class PeerError(NodeError):
+    """That peer cannot be trusted as given."""
+
+    http_status = 422

@@ -1,0 +1,177 @@
+"""Opening a node: keys, database, documents, peers and the sync engine, wired together once.
+
+`open_node()` is the composition root for everything but the web server (see `node.app`),
+so the CLI, the server and the tests build a node the same way. Components get their
+collaborators as arguments; none reaches for a global.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from crypto.card import make_card
+from crypto.identity import Identity
+from crypto.keystore import load_keyfile
+from node.config import NodeConfig, NodeHome
+from node.directory import Directory
+from node.documents import DocumentStore, utc_now
+from node.peers import Peer, PeerRegistry
+from node.policy import entitled, may_write
+from node.rejections import RejectionLog
+from node.storage import Database
+from sync.engine import SyncEngine
+from sync.transport import Dialer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Node:
+    home: NodeHome
+    config: NodeConfig
+    identity: Identity
+    db: Database
+    store: DocumentStore
+    peers: PeerRegistry
+    directory: Directory
+    rejections: RejectionLog
+    engine: SyncEngine
+    dialer: Dialer | None = None
+    last_seen: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def node_id(self) -> str:
+        return self.identity.node_id
+
+    def card(self) -> str:
+        return make_card(
+            self.identity,
+            name=self.config.name,
+            country=self.config.country,
+            role=self.config.role,
+            addresses=[self.config.url],
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "node_id": self.node_id,
+            "name": self.config.name,
+            "country": self.config.country,
+            "role": self.config.role,
+            "url": self.config.url,
+            "card": self.card(),
+        }
+
+    def peer_status(self, peer: Peer) -> dict[str, Any]:
+        status = peer.public_json()
+        status["last_sync"] = self.last_seen.get(peer.node_id, peer.last_sync)
+        status["connected"] = self.engine.is_connected(peer.node_id)
+        status["outbox"] = self.outbox_size(peer.node_id)
+        return status
+
+    def outbox_size(self, peer_id: str) -> int:
+        """Signed updates this node holds that the peer is not known to hold yet."""
+        cursors = self.engine.cursors.get(peer_id, {})
+        total = 0
+        for doc_id in self.store.doc_ids():
+            if not entitled(doc_id, peer_id):
+                continue
+            have = cursors.get(doc_id, {})
+            for author, seq in self.store.versions(doc_id).items():
+                total += max(0, seq - have.get(author, 0))
+        return total
+
+    def sync_status(self) -> dict[str, Any]:
+        return {
+            "connected": self.engine.connected_peers(),
+            "rejected": dict(self.rejections.counts),
+            "documents": {d: self.store.versions(d) for d in self.store.doc_ids()},
+        }
+
+    def note_synced(self, peer_id: str) -> None:
+        self.last_seen[peer_id] = utc_now()
+
+    def peers_changed(self) -> None:
+        """Re-read trusted peers (after the API or the CLI changed them) and dial the new set."""
+        self.peers.reload()
+        trusted = {p.node_id for p in self.peers.all()}
+        for peer_id in self.engine.connected_peers():
+            if peer_id not in trusted:
+                self.engine.disconnect(peer_id)
+        if self.dialer is not None:
+            self.dialer.update({p.node_id: p.addresses for p in self.peers.all()})
+
+    def load_cursors(self) -> None:
+        for row in self.db.query("SELECT peer_id, doc_id, author, seq FROM peer_cursors"):
+            self.engine.cursors[row["peer_id"]].setdefault(row["doc_id"], {})[row["author"]] = row["seq"]
+
+    def flush_sync_state(self) -> None:
+        """Persist peers' cursors and last-sync times (kept in memory between flushes)."""
+        dirty = set(self.engine.dirty_cursors)
+        self.engine.dirty_cursors.clear()
+        trusted = {p.node_id for p in self.peers.all()}
+        with self.db.write() as db:
+            for peer_id in dirty & trusted:
+                rows = [
+                    {"peer_id": peer_id, "doc_id": doc_id, "author": author, "seq": seq}
+                    for doc_id, vector in self.engine.cursors.get(peer_id, {}).items()
+                    for author, seq in vector.items()
+                ]
+                if rows:
+                    db["peer_cursors"].upsert_all(rows, pk=("peer_id", "doc_id", "author"))
+            for peer_id, when in self.last_seen.items():
+                if peer_id in trusted:
+                    db.execute("UPDATE peers SET last_sync = ? WHERE node_id = ?", (when, peer_id))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.flush_sync_state()
+        with contextlib.suppress(Exception):
+            self.store.snapshot_all()
+        self.db.close()
+
+
+NODE_KEY = web.AppKey("node", Node)
+
+
+def open_node(home_path: Path, passphrase: str) -> Node:
+    home = NodeHome(home_path)
+    home.require()
+    config = home.load_config()
+    secrets = load_keyfile(home.keyfile, passphrase)
+    db = Database(home.database, secrets.db_key)
+    identity = secrets.identity
+    peers = PeerRegistry(db, identity.node_id)
+    store = DocumentStore(db, identity, author_key=peers.sign_key, may_write=may_write)
+    store.load()
+    rejections = RejectionLog(db)
+    node_holder: list[Node] = []
+    engine = SyncEngine(
+        identity,
+        store,
+        peer_keys=peers.keys,
+        entitled=entitled,
+        rejections=rejections,
+        on_synced=lambda peer: node_holder[0].note_synced(peer) if node_holder else None,
+    )
+    store.on_stored(engine.push)
+    node = Node(
+        home=home,
+        config=config,
+        identity=identity,
+        db=db,
+        store=store,
+        peers=peers,
+        directory=Directory(store, identity.node_id, config.country),
+        rejections=rejections,
+        engine=engine,
+    )
+    node_holder.append(node)
+    node.load_cursors()
+    return node

@@ -1,0 +1,270 @@
+"""The sync engine: runs sessions over live links and keeps peers' replicas converging.
+
+What it does with a session's events is the whole sync algorithm:
+
+* on `Established`, send a complete `Versions` (sync step 1) of every document the peer is
+  entitled to;
+* on `VersionsReceived`, send the peer each entry it lacks (sync step 2), and remember what it
+  holds (its cursor: the outbox for that peer is everything beyond it);
+* on `UpdatesReceived`, verify and store the entries (durable before anything else happens),
+  acknowledge with a partial `Versions` (which also asks for any gap), and forward the new
+  entries to the other connected peers entitled to them;
+* when the replica stores a local change, push it to every connected entitled peer.
+
+Catch-up after a (re)connect is therefore a version-vector diff, and live changes travel as
+the small per-transaction updates. Nothing here knows aiohttp: the transport hands the engine
+an ordered stream of received messages and a function that sends one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from crypto.errors import EnvelopeRejected
+from crypto.identity import Identity
+from sync.errors import ProtocolError, RemoteProtocolError, UpdateRejected
+from sync.messages import SignedUpdate, Updates, Versions, VersionVector
+from sync.protocol import (
+    Established,
+    HelloCache,
+    PeerKeys,
+    Role,
+    SessionState,
+    SyncSession,
+    UpdatesReceived,
+    VersionsReceived,
+)
+from sync.versions import merge
+
+log = logging.getLogger(__name__)
+
+MAX_ENTRIES_PER_PUSH = 2_000
+MAX_QUEUED_MESSAGES = 10_000
+
+
+class ApplyOutcome(Protocol):
+    @property
+    def stored(self) -> Sequence[SignedUpdate]: ...
+
+    @property
+    def gap(self) -> bool: ...
+
+
+class Replica(Protocol):
+    """What the engine needs from the node's document store."""
+
+    def doc_ids(self, prefix: str = "") -> list[str]: ...
+
+    def versions(self, doc_id: str) -> VersionVector: ...
+
+    def entries_missing(self, doc_id: str, have: VersionVector) -> list[SignedUpdate]: ...
+
+    def apply_remote(self, entries: Sequence[SignedUpdate], *, via: str) -> ApplyOutcome: ...
+
+
+class Rejections(Protocol):
+    def record(self, peer: str | None, reason: str, detail: str) -> None: ...
+
+
+@dataclass
+class Connection:
+    """One live, established session with a peer and its ordered outgoing queue."""
+
+    session: SyncSession
+    queue: asyncio.Queue[bytes | None]
+
+    @property
+    def peer_id(self) -> str | None:
+        return self.session.peer_id
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        me: Identity,
+        replica: Replica,
+        *,
+        peer_keys: Callable[[str], PeerKeys | None],
+        entitled: Callable[[str, str], bool],
+        rejections: Rejections,
+        on_synced: Callable[[str], None] = lambda peer: None,
+    ) -> None:
+        self.me = me
+        self._replica = replica
+        self._peer_keys = peer_keys
+        self._entitled = entitled
+        self._rejections = rejections
+        self._on_synced = on_synced
+        self._hello_cache = HelloCache()
+        self._connections: dict[str, list[Connection]] = defaultdict(list)
+        self.cursors: dict[str, dict[str, VersionVector]] = defaultdict(dict)
+        self.dirty_cursors: set[str] = set()
+        self.changed = asyncio.Event()  # set whenever something was stored or acknowledged (tests, metrics)
+
+    # -- sessions -------------------------------------------------------------------------
+
+    def new_session(self, role: Role, expected_peer: str | None = None) -> SyncSession:
+        return SyncSession(
+            self.me, role, self._peer_keys, hello_cache=self._hello_cache, expected_peer=expected_peer
+        )
+
+    def is_connected(self, peer_id: str) -> bool:
+        return bool(self._connections.get(peer_id))
+
+    def connected_peers(self) -> list[str]:
+        return sorted(p for p, conns in self._connections.items() if conns)
+
+    def disconnect(self, peer_id: str) -> None:
+        for conn in list(self._connections.get(peer_id, [])):
+            conn.session.close()
+            conn.queue.put_nowait(None)
+
+    async def serve(
+        self,
+        session: SyncSession,
+        incoming: AsyncIterator[bytes],
+        send: Callable[[bytes], Awaitable[None]],
+    ) -> None:
+        """Run one session until the link closes or the peer misbehaves."""
+        conn = Connection(session, asyncio.Queue(MAX_QUEUED_MESSAGES))
+        writer = asyncio.create_task(self._write(conn, send))
+        try:
+            if session.role is Role.DIALER:
+                conn.queue.put_nowait(session.initiate())
+            async for data in incoming:
+                if session.state is SessionState.CLOSED:
+                    break
+                if not self._receive(conn, data):
+                    break
+        finally:
+            session.close()
+            peer = session.peer_id
+            if peer and conn in self._connections.get(peer, []):
+                self._connections[peer].remove(conn)
+                log.info("session with %s closed", peer)
+            with contextlib.suppress(asyncio.QueueFull):
+                conn.queue.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer, 5)
+            writer.cancel()
+
+    async def _write(self, conn: Connection, send: Callable[[bytes], Awaitable[None]]) -> None:
+        while True:
+            data = await conn.queue.get()
+            if data is None:
+                return
+            try:
+                await send(data)
+            except (ConnectionError, RuntimeError, OSError):
+                conn.session.close()
+                return
+
+    def _enqueue(self, conn: Connection, data: bytes) -> None:
+        try:
+            conn.queue.put_nowait(data)
+        except asyncio.QueueFull:
+            # A peer that cannot keep up is dropped; it catches up from its versions next time.
+            log.warning("outgoing queue to %s is full; closing the session", conn.peer_id)
+            conn.session.close()
+
+    def _send(self, conn: Connection, message: Versions | Updates) -> None:
+        if conn.session.state is SessionState.ESTABLISHED:
+            self._enqueue(conn, conn.session.send(message))
+
+    # -- incoming -------------------------------------------------------------------------
+
+    def _receive(self, conn: Connection, data: bytes) -> bool:
+        session = conn.session
+        try:
+            events = session.receive(data)
+        except EnvelopeRejected as exc:
+            self._rejections.record(session.peer_id, exc.reason.value, exc.message)
+            return False
+        except RemoteProtocolError as exc:
+            self._rejections.record(session.peer_id, exc.reason, exc.message)
+            return False
+        except ProtocolError as exc:
+            self._rejections.record(session.peer_id, "protocol", exc.message)
+            return False
+        for pending in session.data_to_send():
+            self._enqueue(conn, pending)
+        for event in events:
+            if isinstance(event, Established):
+                self._established(conn, event.peer_id)
+            elif isinstance(event, VersionsReceived):
+                self._versions_received(conn, event.versions)
+            elif isinstance(event, UpdatesReceived):
+                self._updates_received(conn, event.updates)
+        return session.state is not SessionState.CLOSED
+
+    def _established(self, conn: Connection, peer_id: str) -> None:
+        self._connections[peer_id].append(conn)
+        log.info("session with %s established", peer_id)
+        docs = {d: self._replica.versions(d) for d in self._replica.doc_ids() if self._entitled(d, peer_id)}
+        self._send(conn, Versions(docs=docs, complete=True))
+        self._on_synced(peer_id)
+
+    def _versions_received(self, conn: Connection, versions: Versions) -> None:
+        peer = conn.peer_id
+        assert peer is not None
+        docs = dict(versions.docs)
+        if versions.complete:
+            for doc_id in self._replica.doc_ids():
+                docs.setdefault(doc_id, {})
+        for doc_id, have in docs.items():
+            if not self._entitled(doc_id, peer):
+                continue
+            known = self.cursors[peer].get(doc_id, {})
+            self.cursors[peer][doc_id] = merge(known, have)
+            self.dirty_cursors.add(peer)
+            missing = self._replica.entries_missing(doc_id, have)
+            for start in range(0, len(missing), MAX_ENTRIES_PER_PUSH):
+                chunk = tuple(missing[start : start + MAX_ENTRIES_PER_PUSH])
+                self._send(conn, Updates(doc_id=doc_id, entries=chunk))
+        self._on_synced(peer)
+        self.changed.set()
+
+    def _updates_received(self, conn: Connection, updates: Updates) -> None:
+        peer = conn.peer_id
+        assert peer is not None
+        if not self._entitled(updates.doc_id, self.me.node_id) or not self._entitled(updates.doc_id, peer):
+            self._rejections.record(peer, "not_entitled", "document this node does not share with the peer")
+            return
+        try:
+            result = self._replica.apply_remote(updates.entries, via=peer)
+        except UpdateRejected as exc:
+            self._rejections.record(peer, exc.reason, exc.message)
+            return
+        held = self._replica.versions(updates.doc_id)
+        self.cursors[peer][updates.doc_id] = merge(self.cursors[peer].get(updates.doc_id, {}), held)
+        self.dirty_cursors.add(peer)
+        self._send(conn, Versions(docs={updates.doc_id: held}, complete=False))
+        self._on_synced(peer)
+        if result.stored:
+            self.changed.set()
+
+    # -- outgoing -------------------------------------------------------------------------
+
+    def push(self, entries: Sequence[SignedUpdate], source: str | None) -> None:
+        """Send newly stored entries to every connected entitled peer but the one they came from."""
+        by_doc: dict[str, list[SignedUpdate]] = defaultdict(list)
+        for entry in entries:
+            by_doc[entry.doc_id].append(entry)
+        for peer, conns in self._connections.items():
+            if peer == source or not conns:
+                continue
+            conn = conns[-1]
+            for doc_id, doc_entries in by_doc.items():
+                if not self._entitled(doc_id, peer):
+                    continue
+                cursor = self.cursors[peer].get(doc_id, {})
+                fresh = tuple(e for e in doc_entries if e.seq_to > cursor.get(e.author, 0))
+                if fresh:
+                    self._send(conn, Updates(doc_id=doc_id, entries=fresh))
+        self.changed.set()
