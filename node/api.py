@@ -97,7 +97,7 @@ async def add_peer(request: web.Request) -> web.Response:
     body = await read_json(request)
     card = body.get("card") if isinstance(body, dict) else None
     if not isinstance(card, str) or not card.strip():
-        raise ValidationError("give the peer's card as {\"card\": \"SJCARD1....\"}", fields={"card": "is required"})
+        raise ValidationError('give the peer\'s card as {"card": "SJCARD1...."}', fields={"card": "is required"})
     peer = node.peers.add_card(card, actor=_actor(request))
     node.peers_changed()
     return json_response(node.peer_status(peer), status=201)

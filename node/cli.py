@@ -18,7 +18,15 @@ from pathlib import Path
 
 from crypto.errors import SeajustError
 from crypto.keystore import NodeSecrets, create_keyfile
-from node.config import DEFAULT_LISTEN, NodeConfig, NodeHome, check_url, parse_listen, url_for_listen, validate
+from node.config import (
+    DEFAULT_LISTEN,
+    NodeConfig,
+    NodeHome,
+    check_url,
+    parse_listen,
+    url_for_listen,
+    validate,
+)
 from node.errors import ConfigError, PassphraseMissing
 from node.runtime import open_node
 from node.storage import Database
@@ -56,7 +64,15 @@ def cmd_init(args: argparse.Namespace) -> int:
     parse_listen(listen)
     url = check_url(args.url) if args.url else url_for_listen(listen)
     config = validate(
-        {"node": {"name": args.name, "country": args.country.upper(), "role": args.role, "listen": listen, "url": url}}
+        {
+            "node": {
+                "name": args.name,
+                "country": args.country.upper(),
+                "role": args.role,
+                "listen": listen,
+                "url": url,
+            }
+        }
     )
     if home.config_path.exists() or home.keyfile.exists():
         home.create(config)  # raises HomeExists with the message users see
@@ -164,7 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     def with_home(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
         sub.add_argument("home", type=Path, metavar="HOME", help="the node's folder")
         sub.add_argument(
-            "--passphrase-file", type=Path, metavar="FILE", help=f"read the passphrase from FILE (else ${PASSPHRASE_ENV})"
+            "--passphrase-file",
+            type=Path,
+            metavar="FILE",
+            help=f"read the passphrase from FILE (else ${PASSPHRASE_ENV})",
         )
         return sub
 
@@ -180,7 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     peer = commands.add_parser("peer", help="trust and list peers").add_subparsers(
         dest="peer_command", required=True, metavar="SUBCOMMAND"
     )
-    add = with_home(peer.add_parser("add", help="verify a card and trust its node", description="verify a card and trust its node"))
+    add = with_home(
+        peer.add_parser("add", help="verify a card and trust its node", description="verify a card and trust its node")
+    )
     add.add_argument("card", metavar="CARD", help="the peer's card (SJCARD1....), or - to read it from stdin")
     add.set_defaults(handler=cmd_peer_add)
     plist = with_home(peer.add_parser("list", help="list trusted peers", description="list trusted peers"))
@@ -190,7 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", help="API tokens").add_subparsers(
         dest="token_command", required=True, metavar="SUBCOMMAND"
     )
-    create = with_home(token.add_parser("create", help="print a new API bearer token", description="print a new API bearer token"))
+    create = with_home(
+        token.add_parser("create", help="print a new API bearer token", description="print a new API bearer token")
+    )
     create.add_argument("--label", help="what the token is for (stored; the token itself is not)")
     create.set_defaults(handler=cmd_token_create)
 

@@ -31,11 +31,12 @@ class CrdtError(SeajustError):
 class DocumentChange:
     """The operations allowed inside one change; they become one update."""
 
-    def __init__(self, doc: pycrdt.Doc) -> None:
+    def __init__(self, doc: pycrdt.Doc[Any]) -> None:
         self._doc = doc
 
     def _collection(self, name: str) -> pycrdt.Map[Any]:
-        return self._doc.get(name, type=pycrdt.Map)
+        records: pycrdt.Map[Any] = self._doc.get(name, type=pycrdt.Map)
+        return records
 
     def put_record(self, collection: str, key: str, fields: Record) -> None:
         """Create the record, or replace every field given (fields not given are kept)."""
@@ -68,7 +69,7 @@ class CrdtDocument:
     """One replicated document held in memory."""
 
     def __init__(self) -> None:
-        self._doc: pycrdt.Doc = pycrdt.Doc()
+        self._doc: pycrdt.Doc[Any] = pycrdt.Doc()
         self._captured: list[bytes] = []
         self._subscription = self._doc.observe(self._capture)
 

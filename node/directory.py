@@ -61,7 +61,7 @@ def _text(name: str, value: Any, errors: dict[str, str]) -> str | None:
     elif name == "phone" and not _PHONE.match(value):
         errors[name] = "may contain digits, spaces and + ( ) - . / x only"
     else:
-        return value
+        return str(value)
     return None
 
 
@@ -138,7 +138,9 @@ class Directory:
         self._own_id = own_id
         self._own_country = own_country
 
-    def list(self, *, country: str | None = None, expertise: str | None = None, q: str | None = None) -> list[dict[str, Any]]:
+    def list(
+        self, *, country: str | None = None, expertise: str | None = None, q: str | None = None
+    ) -> list[dict[str, Any]]:
         found = []
         for doc_id in self._store.doc_ids(DIRECTORY_PREFIX):
             owner = directory_owner(doc_id)

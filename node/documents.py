@@ -28,7 +28,7 @@ from crypto.errors import SignatureInvalid
 from crypto.identity import Identity
 from node.crdt import CrdtDocument, CrdtError, DocumentChange, check_update, merge_updates
 from node.errors import Forbidden, StorageError
-from node.storage import Database, DatabaseErrors
+from node.storage import Database, WriteErrors
 from sync.errors import UpdateRejected
 from sync.messages import SignedUpdate, VersionVector
 from sync.versions import missing_for
@@ -131,7 +131,13 @@ class DocumentStore:
     # -- writing --------------------------------------------------------------------------
 
     def commit_local(
-        self, doc_id: str, edit: Callable[[DocumentChange], None], *, actor: str, action: str, subject: str = ""
+        self,
+        doc_id: str,
+        edit: Callable[[DocumentChange], None],
+        *,
+        actor: str,
+        action: str,
+        subject: str = "",
     ) -> SignedUpdate | None:
         """Make a change as this node, sign it and store it; the stored entry, or None if nothing changed."""
         if not self._may_write(doc_id, self._me):
@@ -142,18 +148,29 @@ class DocumentStore:
             return None
         seq = held.versions.get(self._me, 0) + 1
         entry = SignedUpdate(
-            doc_id, self._me, seq, seq, body, sign_update(self._identity, doc_id=doc_id, seq_from=seq, seq_to=seq, update=body)
+            doc_id,
+            self._me,
+            seq,
+            seq,
+            body,
+            sign_update(self._identity, doc_id=doc_id, seq_from=seq, seq_to=seq, update=body),
         )
         try:
             with self._db.write() as db:
                 self._insert(db, entry)
-                db["audit_log"].insert(
-                    {"at": self._clock(), "actor": actor, "action": action, "doc_id": doc_id, "subject": subject}
+                db.table("audit_log").insert(
+                    {
+                        "at": self._clock(),
+                        "actor": actor,
+                        "action": action,
+                        "doc_id": doc_id,
+                        "subject": subject,
+                    }
                 )
                 held.since_snapshot += 1
                 if held.since_snapshot >= SNAPSHOT_EVERY:
                     self._snapshot(db, doc_id, held, {**held.versions, self._me: seq})
-        except (DatabaseErrors, StorageError) as exc:
+        except WriteErrors as exc:
             self._reload(doc_id)
             raise StorageError("the change could not be stored; nothing was changed") from exc
         held.versions[self._me] = seq
@@ -208,7 +225,7 @@ class DocumentStore:
                     held.versions[entry.author] = entry.seq_to
                     held.since_snapshot += 1
                     self._insert(db, entry)
-                    db["audit_log"].insert(
+                    db.table("audit_log").insert(
                         {
                             "at": self._clock(),
                             "actor": entry.author,
@@ -220,7 +237,7 @@ class DocumentStore:
                 for doc_id, held in touched.items():
                     if held.since_snapshot >= SNAPSHOT_EVERY:
                         self._snapshot(db, doc_id, held, held.versions)
-        except (DatabaseErrors, StorageError, CrdtError) as exc:
+        except WriteErrors + (CrdtError,) as exc:
             for doc_id in touched:
                 self._reload(doc_id)
             raise StorageError("received updates could not be stored") from exc
@@ -258,7 +275,7 @@ class DocumentStore:
             "DELETE FROM doc_log WHERE doc_id = ? AND author = ? AND seq_from >= ? AND seq_to <= ?",
             (entry.doc_id, entry.author, entry.seq_from, entry.seq_to),
         )
-        db["doc_log"].insert(
+        db.table("doc_log").insert(
             {
                 "doc_id": entry.doc_id,
                 "author": entry.author,
@@ -271,7 +288,7 @@ class DocumentStore:
         )
 
     def _snapshot(self, db: sqlite_utils.Database, doc_id: str, held: _Held, versions: VersionVector) -> None:
-        db["doc_snapshots"].upsert(
+        db.table("doc_snapshots").upsert(
             {
                 "doc_id": doc_id,
                 "state": held.crdt.encode_state(),

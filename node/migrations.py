@@ -12,7 +12,7 @@ import sqlite_utils
 
 
 def _v1_initial(db: sqlite_utils.Database) -> None:
-    db["peers"].create(
+    db.table("peers").create(
         {
             "node_id": str,
             "name": str,
@@ -29,7 +29,7 @@ def _v1_initial(db: sqlite_utils.Database) -> None:
         not_null={"name", "country", "role", "sign_key", "kx_key", "addresses", "card", "trusted_at"},
     )
     # One row per signed update (or author-compacted run of updates) of a CRDT document.
-    db["doc_log"].create(
+    db.table("doc_log").create(
         {
             "doc_id": str,
             "author": str,
@@ -42,28 +42,28 @@ def _v1_initial(db: sqlite_utils.Database) -> None:
         pk=("doc_id", "author", "seq_to"),
         not_null={"seq_from", "body", "sig", "stored_at"},
     )
-    db["doc_snapshots"].create(
+    db.table("doc_snapshots").create(
         {"doc_id": str, "state": bytes, "versions": str, "updated_at": str},
         pk="doc_id",
         not_null={"state", "versions", "updated_at"},
     )
     # What each peer is known to hold: the highest seq of each author's updates per document.
-    db["peer_cursors"].create(
+    db.table("peer_cursors").create(
         {"peer_id": str, "doc_id": str, "author": str, "seq": int},
         pk=("peer_id", "doc_id", "author"),
         not_null={"seq"},
     )
-    db["api_tokens"].create(
+    db.table("api_tokens").create(
         {"token_hash": str, "label": str, "created_at": str},
         pk="token_hash",
         not_null={"created_at"},
     )
-    db["audit_log"].create(
+    db.table("audit_log").create(
         {"id": int, "at": str, "actor": str, "action": str, "doc_id": str, "subject": str},
         pk="id",
         not_null={"at", "actor", "action"},
     )
-    db["rejections"].create(
+    db.table("rejections").create(
         {"id": int, "at": str, "peer": str, "reason": str, "detail": str},
         pk="id",
         not_null={"at", "reason"},

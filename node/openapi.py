@@ -49,7 +49,7 @@ def _contact_schema(*, for_input: bool) -> dict[str, Any]:
 def openapi_document() -> dict[str, Any]:
     contact = {"$ref": "#/components/schemas/Contact"}
     contact_id = {"name": "contact_id", "in": "path", "required": True, "schema": {"type": "string"}}
-    secured = [{"bearer": []}]
+    secured: list[dict[str, list[str]]] = [{"bearer": []}]
     return {
         "openapi": "3.1.0",
         "info": {
@@ -88,7 +88,10 @@ def openapi_document() -> dict[str, Any]:
                         "trusted_at": {"type": "string"},
                         "last_sync": {"type": ["string", "null"]},
                         "connected": {"type": "boolean"},
-                        "outbox": {"type": "integer", "description": "updates the peer is not known to hold yet"},
+                        "outbox": {
+                            "type": "integer",
+                            "description": "updates the peer is not known to hold yet",
+                        },
                     },
                     "required": ["node_id", "name", "country", "role", "last_sync"],
                 },
@@ -104,13 +107,19 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             "/api/v1/openapi.json": {
-                "get": {"summary": "This document", "responses": {"200": _json({"type": "object"}, "OpenAPI")}}
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": _json({"type": "object"}, "OpenAPI")},
+                }
             },
             "/api/v1/node": {
                 "get": {
                     "summary": "This node's identity and card",
                     "security": secured,
-                    "responses": {"200": _json({"$ref": "#/components/schemas/Node"}, "This node"), **_errors(401)},
+                    "responses": {
+                        "200": _json({"$ref": "#/components/schemas/Node"}, "This node"),
+                        **_errors(401),
+                    },
                 }
             },
             "/api/v1/peers": {
@@ -150,9 +159,17 @@ def openapi_document() -> dict[str, Any]:
                     "parameters": [
                         {"name": "country", "in": "query", "schema": {"type": "string"}},
                         {"name": "expertise", "in": "query", "schema": {"type": "string"}},
-                        {"name": "q", "in": "query", "schema": {"type": "string"}, "description": "free-text search"},
+                        {
+                            "name": "q",
+                            "in": "query",
+                            "schema": {"type": "string"},
+                            "description": "free-text search",
+                        },
                     ],
-                    "responses": {"200": _json({"type": "array", "items": contact}, "Contacts"), **_errors(401)},
+                    "responses": {
+                        "200": _json({"type": "array", "items": contact}, "Contacts"),
+                        **_errors(401),
+                    },
                 },
                 "post": {
                     "summary": "Add a contact point of this authority",
@@ -178,7 +195,10 @@ def openapi_document() -> dict[str, Any]:
                         "required": True,
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ContactInput"}}},
                     },
-                    "responses": {"200": _json(contact, "Updated contact"), **_errors(400, 401, 403, 404, 422)},
+                    "responses": {
+                        "200": _json(contact, "Updated contact"),
+                        **_errors(400, 401, 403, 404, 422),
+                    },
                 },
                 "delete": {
                     "summary": "Remove one of this authority's contact points",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from crypto.card import NodeCard, parse_card
 from crypto.errors import CardError
@@ -48,14 +49,14 @@ class Peer:
         }
 
 
-def _peer(row: dict[str, object]) -> Peer:
+def _peer(row: dict[str, Any]) -> Peer:
     return Peer(
         node_id=str(row["node_id"]),
         name=str(row["name"]),
         country=str(row["country"]),
         role=str(row["role"]),
-        sign_key=bytes(row["sign_key"]),  # type: ignore[arg-type]
-        kx_key=bytes(row["kx_key"]),  # type: ignore[arg-type]
+        sign_key=bytes(row["sign_key"]),
+        kx_key=bytes(row["kx_key"]),
         addresses=tuple(json.loads(str(row["addresses"]))),
         trusted_at=str(row["trusted_at"]),
         last_sync=None if row["last_sync"] is None else str(row["last_sync"]),
@@ -102,11 +103,14 @@ class PeerRegistry:
             raise PeerError(f"invalid card: {exc.message}") from exc
         self._check(card)
         existing = self._db.query("SELECT sign_key, kx_key FROM peers WHERE node_id = ?", (card.node_id,))
-        if existing and (bytes(existing[0]["sign_key"]), bytes(existing[0]["kx_key"])) != (card.sign_key, card.kx_key):
+        if existing and (bytes(existing[0]["sign_key"]), bytes(existing[0]["kx_key"])) != (
+            card.sign_key,
+            card.kx_key,
+        ):
             raise PeerError("a different key is already trusted under this node ID")
         now = utc_now()
         with self._db.write() as db:
-            db["peers"].upsert(
+            db.table("peers").upsert(
                 {
                     "node_id": card.node_id,
                     "name": card.name,
@@ -120,7 +124,7 @@ class PeerRegistry:
                 },
                 pk="node_id",
             )
-            db["audit_log"].insert(
+            db.table("audit_log").insert(
                 {"at": now, "actor": actor, "action": "peer.trust", "doc_id": None, "subject": card.node_id}
             )
         self.reload()
@@ -139,8 +143,14 @@ class PeerRegistry:
         with self._db.write() as db:
             db.execute("DELETE FROM peers WHERE node_id = ?", (node_id,))
             db.execute("DELETE FROM peer_cursors WHERE peer_id = ?", (node_id,))
-            db["audit_log"].insert(
-                {"at": utc_now(), "actor": actor, "action": "peer.untrust", "doc_id": None, "subject": node_id}
+            db.table("audit_log").insert(
+                {
+                    "at": utc_now(),
+                    "actor": actor,
+                    "action": "peer.untrust",
+                    "doc_id": None,
+                    "subject": node_id,
+                }
             )
         self.reload()
 

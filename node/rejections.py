@@ -26,6 +26,6 @@ class RejectionLog:
         log.warning("rejected sync input from %s: %s (%s)", peer or "unknown node", reason, detail)
         try:
             with self._db.write() as db:
-                db["rejections"].insert({"at": utc_now(), "peer": peer, "reason": reason, "detail": detail[:200]})
+                db.table("rejections").insert({"at": utc_now(), "peer": peer, "reason": reason, "detail": detail[:200]})
         except DatabaseErrors:
             log.exception("could not record a rejection")

@@ -124,7 +124,7 @@ class Node:
                     for author, seq in vector.items()
                 ]
                 if rows:
-                    db["peer_cursors"].upsert_all(rows, pk=("peer_id", "doc_id", "author"))
+                    db.table("peer_cursors").upsert_all(rows, pk=("peer_id", "doc_id", "author"))
             for peer_id, when in self.last_seen.items():
                 if peer_id in trusted:
                     db.execute("UPDATE peers SET last_sync = ? WHERE node_id = ?", (when, peer_id))

@@ -24,7 +24,9 @@ from node.migrations import LATEST_VERSION, MIGRATIONS
 
 DB_NAME = "node.db"
 
-DatabaseErrors = (sqlcipher3.DatabaseError, sqlite3.DatabaseError)
+DatabaseErrors: tuple[type[Exception], ...] = (sqlcipher3.DatabaseError, sqlite3.DatabaseError)
+# What a failed write can raise: the driver's errors, and ours for "not writable".
+WriteErrors: tuple[type[Exception], ...] = (*DatabaseErrors, StorageError)
 
 
 def _connect(path: Path, key: bytes) -> Any:
@@ -37,7 +39,9 @@ def _connect(path: Path, key: bytes) -> Any:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except DatabaseErrors as exc:
         conn.close()
-        raise StorageError("the database cannot be opened with this node's key (wrong key or not a node database)") from exc
+        raise StorageError(
+            "the database cannot be opened with this node's key (wrong key or not a node database)"
+        ) from exc
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA busy_timeout = 10000")

@@ -23,8 +23,8 @@ def _hash(token: str) -> str:
 def create_token(db: Database, label: str = "") -> str:
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with db.write() as w:
-        w["api_tokens"].insert({"token_hash": _hash(token), "label": label, "created_at": utc_now()})
-        w["audit_log"].insert({"at": utc_now(), "actor": "cli", "action": "token.create", "subject": label})
+        w.table("api_tokens").insert({"token_hash": _hash(token), "label": label, "created_at": utc_now()})
+        w.table("audit_log").insert({"at": utc_now(), "actor": "cli", "action": "token.create", "subject": label})
     return token
 
 

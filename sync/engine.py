@@ -31,6 +31,8 @@ from crypto.identity import Identity
 from sync.errors import ProtocolError, RemoteProtocolError, UpdateRejected
 from sync.messages import SignedUpdate, Updates, Versions, VersionVector
 from sync.protocol import (
+    SEALED,
+    EnvelopeCodec,
     Established,
     HelloCache,
     PeerKeys,
@@ -94,6 +96,7 @@ class SyncEngine:
         entitled: Callable[[str, str], bool],
         rejections: Rejections,
         on_synced: Callable[[str], None] = lambda peer: None,
+        codec: EnvelopeCodec = SEALED,
     ) -> None:
         self.me = me
         self._replica = replica
@@ -101,6 +104,7 @@ class SyncEngine:
         self._entitled = entitled
         self._rejections = rejections
         self._on_synced = on_synced
+        self.codec = codec
         self._hello_cache = HelloCache()
         self._connections: dict[str, list[Connection]] = defaultdict(list)
         self.cursors: dict[str, dict[str, VersionVector]] = defaultdict(dict)
@@ -111,7 +115,12 @@ class SyncEngine:
 
     def new_session(self, role: Role, expected_peer: str | None = None) -> SyncSession:
         return SyncSession(
-            self.me, role, self._peer_keys, hello_cache=self._hello_cache, expected_peer=expected_peer
+            self.me,
+            role,
+            self._peer_keys,
+            hello_cache=self._hello_cache,
+            expected_peer=expected_peer,
+            codec=self.codec,
         )
 
     def is_connected(self, peer_id: str) -> bool:

@@ -82,7 +82,12 @@ Message = Hello | Versions | Updates
 def encode(message: Message) -> bytes:
     body: dict[str, Any]
     if isinstance(message, Hello):
-        body = {"t": "hello", "nonce": b64e(message.nonce), "time": message.time, "protocol": message.protocol}
+        body = {
+            "t": "hello",
+            "nonce": b64e(message.nonce),
+            "time": message.time,
+            "protocol": message.protocol,
+        }
         if message.reply_to is not None:
             body["reply_to"] = b64e(message.reply_to)
     elif isinstance(message, Versions):
@@ -91,9 +96,7 @@ def encode(message: Message) -> bytes:
         body = {
             "t": "updates",
             "doc": message.doc_id,
-            "entries": [
-                [e.author, e.seq_from, e.seq_to, b64e(e.body), b64e(e.sig)] for e in message.entries
-            ],
+            "entries": [[e.author, e.seq_from, e.seq_to, b64e(e.body), b64e(e.sig)] for e in message.entries],
         }
     return json.dumps(body, separators=(",", ":"), sort_keys=True).encode("utf-8")
 

@@ -21,9 +21,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
-from crypto.envelope import ReplayGuard, open_envelope, peek_header, seal
+from crypto.envelope import EnvelopeHeader, OpenedEnvelope, ReplayGuard, open_envelope, peek_header, seal
 from crypto.errors import EnvelopeRejected, RejectReason
 from crypto.identity import Identity
 from sync.errors import LocalProtocolError, RemoteProtocolError
@@ -78,6 +78,64 @@ class UpdatesReceived:
 Event = Established | VersionsReceived | UpdatesReceived
 
 
+class EnvelopeCodec(Protocol):
+    """How a session turns messages into envelopes; swappable only so `bench/` can measure the cost of crypto."""
+
+    def seal(
+        self,
+        sender: Identity,
+        *,
+        recipient_id: str,
+        recipient_kx_key: bytes,
+        topic: str,
+        stream: bytes,
+        seq: int,
+        payload: bytes,
+    ) -> bytes: ...
+
+    def open(
+        self, recipient: Identity, data: bytes, *, sender_sign_key: Callable[[str], bytes | None]
+    ) -> OpenedEnvelope: ...
+
+    def peek(self, data: bytes) -> EnvelopeHeader: ...
+
+
+class SealedCodec:
+    """Signed by the sender and encrypted for the recipient (`crypto.envelope`): what every node uses."""
+
+    def seal(
+        self,
+        sender: Identity,
+        *,
+        recipient_id: str,
+        recipient_kx_key: bytes,
+        topic: str,
+        stream: bytes,
+        seq: int,
+        payload: bytes,
+    ) -> bytes:
+        return seal(
+            sender,
+            recipient_id=recipient_id,
+            recipient_kx_key=recipient_kx_key,
+            topic=topic,
+            stream=stream,
+            seq=seq,
+            payload=payload,
+        )
+
+    def open(
+        self, recipient: Identity, data: bytes, *, sender_sign_key: Callable[[str], bytes | None]
+    ) -> OpenedEnvelope:
+        return open_envelope(recipient, data, sender_sign_key=sender_sign_key)
+
+    def peek(self, data: bytes) -> EnvelopeHeader:
+        return peek_header(data)
+
+
+SEALED: Final = SealedCodec()
+
+
 class HelloCache:
     """Hello nonces seen recently, shared by all sessions of a node, so a captured hello cannot open a session."""
 
@@ -115,6 +173,7 @@ class SyncSession:
         expected_peer: str | None = None,
         clock: Callable[[], float] = time.time,
         rng: Callable[[int], bytes] = os.urandom,
+        codec: EnvelopeCodec = SEALED,
     ) -> None:
         if role is Role.DIALER and expected_peer is None:
             raise LocalProtocolError("a dialer must know which peer it dials")
@@ -126,6 +185,7 @@ class SyncSession:
         self._hello_cache = hello_cache
         self._clock = clock
         self._rng = rng
+        self._codec = codec
         self._nonce = rng(NONCE_BYTES)
         self._out_stream = b""
         self._in_stream = b""
@@ -149,7 +209,7 @@ class SyncSession:
         peer = self._known_peer()
         self._out_seq += 1
         topic = message.doc_id if isinstance(message, Updates) else ""
-        return seal(
+        return self._codec.seal(
             self.me,
             recipient_id=peer.node_id,
             recipient_kx_key=peer.kx_key,
@@ -192,13 +252,13 @@ class SyncSession:
         return keys
 
     def _receive_hello(self, data: bytes) -> list[Event]:
-        header = peek_header(data)
+        header = self._codec.peek(data)
         if self.role is Role.DIALER:
             if self._out_seq != -1:
                 raise LocalProtocolError("dialer must send its hello first")
             if header.sender_id != self.peer_id:
                 raise EnvelopeRejected(RejectReason.UNTRUSTED_SENDER, "answered by another node than dialled")
-        opened = open_envelope(self.me, data, sender_sign_key=self._lookup_sign_key)
+        opened = self._codec.open(self.me, data, sender_sign_key=self._lookup_sign_key)
         if opened.header.stream != HELLO_STREAM or opened.header.seq != 0 or opened.header.topic:
             raise RemoteProtocolError("malformed", "hello must open the session")
         hello = self._expect(decode(opened.payload), Hello)
@@ -232,10 +292,10 @@ class SyncSession:
         return [Established(peer_id=sender)]
 
     def _receive_message(self, data: bytes) -> list[Event]:
-        header = peek_header(data)
+        header = self._codec.peek(data)
         if header.sender_id != self.peer_id:
             raise EnvelopeRejected(RejectReason.UNTRUSTED_SENDER, "sender is not this session's peer")
-        opened = open_envelope(self.me, data, sender_sign_key=self._lookup_sign_key)
+        opened = self._codec.open(self.me, data, sender_sign_key=self._lookup_sign_key)
         if opened.header.stream != self._in_stream:
             raise EnvelopeRejected(RejectReason.REPLAY, "envelope belongs to another session")
         self._guard.accept(opened.header.sender_id, opened.header.stream, opened.header.seq)
@@ -262,7 +322,7 @@ class SyncSession:
 
     def _seal_hello(self, hello: Hello) -> bytes:
         peer = self._known_peer()
-        return seal(
+        return self._codec.seal(
             self.me,
             recipient_id=peer.node_id,
             recipient_kx_key=peer.kx_key,

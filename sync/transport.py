@@ -107,7 +107,7 @@ class Dialer:
             for address in self._addresses.get(peer_id, ()):
                 try:
                     connected = await self._dial(peer_id, address)
-                except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                     log.debug("dialling %s at %s failed: %s", peer_id, address, type(exc).__name__)
                 if connected:
                     break
