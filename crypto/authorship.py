@@ -70,9 +70,7 @@ def verify_update(
 ) -> None:
     """Fields that could never have been signed fail the same way as a bad signature."""
     try:
-        message = _signed_message(
-            doc_id=doc_id, author_id=author_id, seq_from=seq_from, seq_to=seq_to, update=update
-        )
+        message = _signed_message(doc_id=doc_id, author_id=author_id, seq_from=seq_from, seq_to=seq_to, update=update)
     except ValueError:
         raise SignatureInvalid() from None
     verify_signature(sign_key, signature, message)

@@ -168,9 +168,7 @@ def _parse(data: object) -> tuple[EnvelopeHeader, bytes, bytes, bytes]:
         raise _malformed("truncated")
     if len(body) > _MAX_BODY:
         raise _malformed("payload too large")
-    header = EnvelopeHeader(
-        sender_id=sender_id, recipient_id=recipient_id, topic=topic, stream=stream, seq=seq
-    )
+    header = EnvelopeHeader(sender_id=sender_id, recipient_id=recipient_id, topic=topic, stream=stream, seq=seq)
     return header, ephemeral_pub, header_bytes, body
 
 

@@ -244,9 +244,7 @@ def load_keyfile(path: Path, passphrase: str) -> NodeSecrets:
         raise WrongPassphrase() from None  # `create_keyfile` never accepts such a passphrase
     key = _derive_key(secret, parsed.salt, parsed.n)
     try:
-        plaintext = ChaCha20Poly1305(key).decrypt(
-            parsed.nonce, parsed.ciphertext, _canonical_json(parsed.header)
-        )
+        plaintext = ChaCha20Poly1305(key).decrypt(parsed.nonce, parsed.ciphertext, _canonical_json(parsed.header))
     except InvalidTag:
         raise WrongPassphrase() from None
     identity = Identity.from_secret_bytes(plaintext[:SECRET_SIZE])
@@ -265,6 +263,7 @@ def change_passphrase(path: Path, old: str, new: str, *, scrypt_n: int = DEFAULT
     """Re-encrypts under a fresh salt and nonce; the keys, and so the node ID, stay the same."""
     path = Path(path)
     _passphrase_bytes(new)
+    _check_scrypt_n(scrypt_n)
     secrets = load_keyfile(path, old)
     content = _encode(secrets, new, scrypt_n, os.urandom)
     try:

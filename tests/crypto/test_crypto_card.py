@@ -118,7 +118,7 @@ def test_someone_elses_card_under_my_id() -> None:
     assert parse_card(signed_card(OTHER, payload)).node_id == OTHER.node_id
 
 
-GOOD = {"name": "MoJ", "country": "TH", "role": "authority", "addresses": ["https://x.example"]}
+GOOD: dict[str, Any] = {"name": "MoJ", "country": "TH", "role": "authority", "addresses": ["https://x.example"]}
 
 
 @pytest.mark.parametrize(
@@ -147,11 +147,11 @@ GOOD = {"name": "MoJ", "country": "TH", "role": "authority", "addresses": ["http
     ],
 )
 def test_invalid_fields(field: str, value: Any, message: str) -> None:
-    make_card(IDENTITY, **GOOD)  # type: ignore[arg-type]
+    make_card(IDENTITY, **GOOD)
     with pytest.raises(CardError, match=message):
-        make_card(IDENTITY, **{**GOOD, field: value})  # type: ignore[arg-type]
+        make_card(IDENTITY, **{**GOOD, field: value})
     # A hand-made card with the same value, validly signed, is refused on reading too.
-    payload = payload_of(make_card(IDENTITY, **GOOD))  # type: ignore[arg-type]
+    payload = payload_of(make_card(IDENTITY, **GOOD))
     payload[field] = value
     with pytest.raises(CardError, match=message):
         parse_card(signed_card(IDENTITY, payload))
@@ -160,7 +160,7 @@ def test_invalid_fields(field: str, value: Any, message: str) -> None:
 def test_roles() -> None:
     assert ROLES == ("authority", "secretariat")
     for role in ROLES:
-        assert parse_card(make_card(IDENTITY, **{**GOOD, "role": role})).role == role  # type: ignore[arg-type]
+        assert parse_card(make_card(IDENTITY, **{**GOOD, "role": role})).role == role
 
 
 def test_addresses_must_be_a_list() -> None:

@@ -47,7 +47,7 @@ def test_reject_reasons_are_stable_strings() -> None:
         "bad_signature",
         "replay",
     }
-    assert RejectReason.REPLAY == "replay"
+    assert str(RejectReason.REPLAY) == "replay"
 
 
 def test_envelope_rejected() -> None:

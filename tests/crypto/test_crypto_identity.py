@@ -16,8 +16,10 @@ def test_pinned_identity() -> None:
     assert identity.public.sign_key == Ed25519PrivateKey.from_private_bytes(SECRET[:32]).public_key().public_bytes_raw()
     assert identity.public.kx_key == X25519PrivateKey.from_private_bytes(SECRET[32:]).public_key().public_bytes_raw()
     assert identity.node_id == "3DQT-E0X4-ZKGQ-PP7F-Q"
-    assert identity.node_id == identity.public.node_id == node_id_from_keys(
-        identity.public.sign_key, identity.public.kx_key
+    assert (
+        identity.node_id
+        == identity.public.node_id
+        == node_id_from_keys(identity.public.sign_key, identity.public.kx_key)
     )
 
 

@@ -71,7 +71,13 @@ def test_file_follows_the_spec(tmp_path: Path) -> None:
     assert set(doc) == {"format", "version", "node_id", "kdf", "aead", "nonce", "ciphertext"}
     assert (doc["format"], doc["version"], doc["aead"]) == ("seajust-keys", 1, "chacha20poly1305")
     assert doc["node_id"] == SECRETS.identity.node_id
-    assert doc["kdf"] == {"name": "scrypt", "n": FAST_N, "r": 8, "p": 1, "salt": base64.b64encode(bytes(range(16))).decode()}
+    assert doc["kdf"] == {
+        "name": "scrypt",
+        "n": FAST_N,
+        "r": 8,
+        "p": 1,
+        "salt": base64.b64encode(bytes(range(16))).decode(),
+    }
     assert base64.b64decode(doc["nonce"]) == bytes(range(16, 28))
     header = {k: doc[k] for k in ("format", "version", "node_id", "kdf", "aead")}
     aad = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
@@ -165,7 +171,9 @@ def test_keys_must_match_the_node_id(tmp_path: Path) -> None:
         load_keyfile(path, PASSPHRASE)
 
 
-@pytest.mark.parametrize("content", [b"", b"not json", b"[]", b'{"format": "seajust-keys"}', b"\xff\xfe", b" " * 70_000])
+@pytest.mark.parametrize(
+    "content", [b"", b"not json", b"[]", b'{"format": "seajust-keys"}', b"\xff\xfe", b" " * 70_000]
+)
 def test_garbage_file(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / KEYFILE_NAME
     path.write_bytes(content)

@@ -4,7 +4,7 @@ import base64
 import hashlib
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from crypto.errors import NodeIdError
@@ -95,8 +95,8 @@ def test_adjacent_transpositions_are_mostly_detected() -> None:
         "X5CX-01BG-H0XN-BZCS-U",  # U is not in the alphabet
         "X5CX-01BG-H0XN-BZC*-2",
         "X5CX-01BG-H0XN-BZCS_2",
-        "Ｘ5CX-01BG-H0XN-BZCS-2",  # fullwidth X
-        "ı" * 17,  # dotless i upper-cases to ASCII I
+        "\N{FULLWIDTH LATIN CAPITAL LETTER X}5CX-01BG-H0XN-BZCS-2",
+        "\N{LATIN SMALL LETTER DOTLESS I}" * 17,  # upper-cases to ASCII I
     ],
 )
 def test_rejects_malformed(text: str) -> None:

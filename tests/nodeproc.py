@@ -1,0 +1,171 @@
+"""Real node processes on loopback for multi-node tests: create homes, introduce them, run them.
+
+Each node is `python -m node.cli run HOME` in its own process, talking to the others over
+127.0.0.1 exactly as deployed nodes do; the test drives them through their HTTP API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from node.cli import main as cli_main
+from node.runtime import open_node
+from node.tokens import create_token
+
+PASSPHRASE = "correct horse battery staple"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def node_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["SEAJUST_PASSPHRASE"] = PASSPHRASE
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(f"HTTP {status}: {body}")
+        self.status = status
+        self.body = body
+
+
+@dataclass
+class NodeProc:
+    home: Path
+    name: str
+    country: str
+    port: int
+    node_id: str = ""
+    token: str = ""
+    log_path: Path = field(init=False)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.log_path = self.home.parent / f"{self.home.name}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> NodeProc:
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "node.cli", "run", str(self.home)],
+            env=node_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"node {self.name} exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as resp:
+                    if resp.status == 200:
+                        return self
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(0.05)
+        raise RuntimeError(f"node {self.name} did not start:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def api(self, method: str, path: str, body: Any = None, *, token: str | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        request.add_header("Authorization", f"Bearer {self.token if token is None else token}")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                raw = resp.read()
+                return json.loads(raw) if raw else None
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            raise ApiError(exc.code, json.loads(raw) if raw else None) from None
+
+    def contacts(self) -> list[dict[str, Any]]:
+        result = self.api("GET", "/api/v1/contacts")
+        assert isinstance(result, list)
+        return result
+
+
+def init_node(base: Path, name: str, country: str, role: str = "authority") -> NodeProc:
+    port = free_port()
+    home = base / name.lower().replace(" ", "-")
+    code = cli_main(
+        ["init", str(home), "--name", name, "--country", country, "--role", role, "--listen", f"127.0.0.1:{port}"]
+    )
+    assert code == 0
+    node = NodeProc(home=home, name=name, country=country, port=port)
+    opened = open_node(home, PASSPHRASE)
+    try:
+        node.node_id = opened.node_id
+        node.token = create_token(opened.db, "tests")
+    finally:
+        opened.close()
+    return node
+
+
+def card_of(node: NodeProc) -> str:
+    opened = open_node(node.home, PASSPHRASE)
+    try:
+        return opened.card()
+    finally:
+        opened.close()
+
+
+def introduce(a: NodeProc, b: NodeProc) -> None:
+    """Each node trusts the other's card (done offline, before the nodes run)."""
+    for holder, other in ((a, b), (b, a)):
+        opened = open_node(holder.home, PASSPHRASE)
+        try:
+            opened.peers.add_card(card_of(other), actor="tests")
+        finally:
+            opened.close()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except (ApiError, OSError, urllib.error.URLError):
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
