@@ -72,11 +72,18 @@ async def _sync_ctx(app: web.Application) -> AsyncIterator[None]:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    for peer_id in node.engine.connected_peers():
-        node.engine.disconnect(peer_id)
     await node.dialer.close()
     await http.close()
     node.close()
+
+
+async def _close_sessions(app: web.Application) -> None:
+    """On shutdown, end peer sessions first: their handlers would otherwise hold the server open."""
+    node = app[NODE_KEY]
+    if node.dialer is not None:
+        await node.dialer.close()
+    node.engine.disconnect_all()
+    await asyncio.sleep(0)
 
 
 def create_app(node: Node) -> web.Application:
@@ -85,4 +92,5 @@ def create_app(node: Node) -> web.Application:
     add_routes(app)
     app.router.add_get(SYNC_PATH, websocket_handler(node.engine))  # type: ignore[arg-type]
     app.cleanup_ctx.append(_sync_ctx)
+    app.on_shutdown.append(_close_sessions)
     return app

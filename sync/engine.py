@@ -80,6 +80,7 @@ class Connection:
 
     session: SyncSession
     queue: asyncio.Queue[bytes | None]
+    close_link: Callable[[], Awaitable[object]]
 
     @property
     def peer_id(self) -> str | None:
@@ -109,6 +110,7 @@ class SyncEngine:
         self._connections: dict[str, list[Connection]] = defaultdict(list)
         self.cursors: dict[str, dict[str, VersionVector]] = defaultdict(dict)
         self.dirty_cursors: set[str] = set()
+        self._closing: set[asyncio.Future[object]] = set()
         self.changed = asyncio.Event()  # set whenever something was stored or acknowledged (tests, metrics)
 
     # -- sessions -------------------------------------------------------------------------
@@ -131,17 +133,29 @@ class SyncEngine:
 
     def disconnect(self, peer_id: str) -> None:
         for conn in list(self._connections.get(peer_id, [])):
-            conn.session.close()
+            self._close(conn)
+
+    def disconnect_all(self) -> None:
+        for peer_id in list(self._connections):
+            self.disconnect(peer_id)
+
+    def _close(self, conn: Connection) -> None:
+        conn.session.close()
+        with contextlib.suppress(asyncio.QueueFull):
             conn.queue.put_nowait(None)
+        task = asyncio.ensure_future(conn.close_link())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def serve(
         self,
         session: SyncSession,
         incoming: AsyncIterator[bytes],
         send: Callable[[bytes], Awaitable[None]],
+        close: Callable[[], Awaitable[object]],
     ) -> None:
-        """Run one session until the link closes or the peer misbehaves."""
-        conn = Connection(session, asyncio.Queue(MAX_QUEUED_MESSAGES))
+        """Run one session until the link closes, the peer misbehaves, or the node disconnects it."""
+        conn = Connection(session, asyncio.Queue(MAX_QUEUED_MESSAGES), close)
         writer = asyncio.create_task(self._write(conn, send))
         try:
             if session.role is Role.DIALER:
@@ -180,7 +194,7 @@ class SyncEngine:
         except asyncio.QueueFull:
             # A peer that cannot keep up is dropped; it catches up from its versions next time.
             log.warning("outgoing queue to %s is full; closing the session", conn.peer_id)
-            conn.session.close()
+            self._close(conn)
 
     def _send(self, conn: Connection, message: Versions | Updates) -> None:
         if conn.session.state is SessionState.ESTABLISHED:

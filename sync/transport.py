@@ -50,7 +50,7 @@ def websocket_handler(engine: SyncEngine) -> Callable[[web.Request], object]:
         await ws.prepare(request)
         session = engine.new_session(Role.ACCEPTOR)
         try:
-            await engine.serve(session, _binary_frames(ws), ws.send_bytes)
+            await engine.serve(session, _binary_frames(ws), ws.send_bytes, ws.close)
         finally:
             await ws.close()
         return ws
@@ -130,5 +130,5 @@ class Dialer:
             url, max_msg_size=MAX_MESSAGE, heartbeat=HEARTBEAT, timeout=aiohttp.ClientWSTimeout(ws_close=5)
         ) as ws:
             session = self._engine.new_session(Role.DIALER, expected_peer=peer_id)
-            await self._engine.serve(session, _binary_frames(ws), ws.send_bytes)
+            await self._engine.serve(session, _binary_frames(ws), ws.send_bytes, ws.close)
             return session.was_established
