@@ -65,7 +65,7 @@ async def _sync_ctx(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(_every(FLUSH_INTERVAL, node.flush_sync_state, "flush")),
         asyncio.create_task(_every(COMPACT_INTERVAL, _compactor(node), "compaction")),
     ]
-    log.info("node %s (%s) ready", node.node_id, node.config.name)
+    log.info("node %s (%s) starting", node.node_id, node.config.name)
     yield
     for task in tasks:
         task.cancel()

@@ -149,9 +149,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         node.config = NodeConfig(**{**node.config.__dict__, "listen": args.listen})
     host, port = node.config.host, node.config.port
     app = create_app(node)
-    print(f"SEAJust node {node.node_id} ({node.config.name}) listening on http://{host}:{port}", flush=True)
+
+    def announce(_: str) -> None:  # called by aiohttp once the port is bound
+        print(f"SEAJust node {node.node_id} ({node.config.name}) listening on http://{host}:{port}", flush=True)
+
     try:
-        web.run_app(app, host=host, port=port, print=None, handle_signals=True, access_log=None)
+        web.run_app(app, host=host, port=port, print=announce, handle_signals=True, access_log=None)
     except OSError as exc:
         node.close()
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc

@@ -110,8 +110,23 @@ class Database:
             return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
 
     def dump_sql(self) -> Iterator[str]:
+        """The whole database as SQL text (SQLCipher's connection has no `iterdump`)."""
         with self._lock:
-            lines = list(self._conn.iterdump())
+            lines = ["BEGIN TRANSACTION;"]
+            schema = self._conn.execute(
+                "SELECT type, name, sql FROM sqlite_master WHERE sql NOT NULL AND name NOT LIKE 'sqlite_%' "
+                "ORDER BY type = 'table' DESC, name"
+            ).fetchall()
+            for kind, name, sql in schema:
+                lines.append(f"{sql};")
+                if kind != "table":
+                    continue
+                quoted = name.replace('"', '""')
+                columns = [row[1] for row in self._conn.execute(f'PRAGMA table_info("{quoted}")')]
+                values = " || ',' || ".join(f'quote("{c.replace(chr(34), chr(34) * 2)}")' for c in columns)
+                query = f"SELECT 'INSERT INTO \"{quoted}\" VALUES(' || {values} || ');' FROM \"{quoted}\""
+                lines.extend(row[0] for row in self._conn.execute(query))
+            lines.append("COMMIT;")
         yield from lines
 
     def close(self) -> None:
