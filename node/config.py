@@ -36,7 +36,6 @@ class NodeConfig:
     role: str
     listen: str
     url: str
-    discovery: bool = False
 
     @property
     def host(self) -> str:
@@ -86,11 +85,7 @@ def validate(raw: dict[str, Any]) -> NodeConfig:
     url = node.get("url") or url_for_listen(listen)
     if not isinstance(url, str):
         raise ConfigError("node.url must be a URL")
-    sync = raw.get("sync", {})
-    discovery = sync.get("discovery", False) if isinstance(sync, dict) else False
-    if not isinstance(discovery, bool):
-        raise ConfigError("sync.discovery must be true or false")
-    return NodeConfig(name.strip(), country, str(role), listen, check_url(url), discovery)
+    return NodeConfig(name.strip(), country, str(role), listen, check_url(url))
 
 
 _TEMPLATE = """\
@@ -107,10 +102,6 @@ role = {role}
 listen = {listen}
 # The address peers use to reach this node (printed on its card).
 url = {url}
-
-[sync]
-# Announce and look for peers on the local network with mDNS.
-discovery = false
 """
 
 
