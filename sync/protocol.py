@@ -259,7 +259,10 @@ class SyncSession:
             if header.sender_id != self.peer_id:
                 raise EnvelopeRejected(RejectReason.UNTRUSTED_SENDER, "answered by another node than dialled")
         opened = self._codec.open(self.me, data, sender_sign_key=self._lookup_sign_key)
-        if opened.header.stream != HELLO_STREAM or opened.header.seq != 0 or opened.header.topic:
+        if opened.header.stream != HELLO_STREAM or opened.header.seq != 0:
+            # Authentic, but from a session that is not this one: a replay.
+            raise EnvelopeRejected(RejectReason.REPLAY, "envelope belongs to another session")
+        if opened.header.topic:
             raise RemoteProtocolError("malformed", "hello must open the session")
         hello = self._expect(decode(opened.payload), Hello)
         if hello.protocol != PROTOCOL_VERSION:

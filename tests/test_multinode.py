@@ -139,7 +139,9 @@ async def _inject(target: NodeProc, impostor_home: Path, entries: list[SignedUpd
     me = secrets.identity
     info = await _node_info(target)
     peer = PeerKeys(info["node_id"], info["sign_key"], info["kx_key"])
-    session = SyncSession(me, Role.DIALER, {peer.node_id: peer}.get, hello_cache=HelloCache(), expected_peer=peer.node_id)
+    session = SyncSession(
+        me, Role.DIALER, {peer.node_id: peer}.get, hello_cache=HelloCache(), expected_peer=peer.node_id
+    )
     async with aiohttp.ClientSession() as http, http.ws_connect(target.url + SYNC_PATH) as ws:
         await ws.send_bytes(session.initiate())
         reply = await ws.receive_bytes(timeout=5)
@@ -169,9 +171,13 @@ def test_forged_edit_of_another_authoritys_entry_is_rejected(make_node) -> None:
     forged_doc = CrdtDocument()
     body = forged_doc.change(lambda c: c.put_record("contacts", contact["id"], {"email": "attacker@example.org"}))
     assert body is not None
-    forged = SignedUpdate(doc_id, vn.node_id, 1, 1, body, sign_update(vn_identity, doc_id=doc_id, seq_from=1, seq_to=1, update=body))
+    forged = SignedUpdate(
+        doc_id, vn.node_id, 1, 1, body, sign_update(vn_identity, doc_id=doc_id, seq_from=1, seq_to=1, update=body)
+    )
     # ... and, separately, claims Thailand wrote it (but can only sign with its own key).
-    claimed = SignedUpdate(doc_id, th.node_id, 2, 2, body, sign_update(vn_identity, doc_id=doc_id, seq_from=2, seq_to=2, update=body))
+    claimed = SignedUpdate(
+        doc_id, th.node_id, 2, 2, body, sign_update(vn_identity, doc_id=doc_id, seq_from=2, seq_to=2, update=body)
+    )
 
     asyncio.run(_inject(th, vn.home, [forged], doc_id))
     asyncio.run(_inject(th, vn.home, [claimed], doc_id))
@@ -205,3 +211,65 @@ def test_peer_added_through_cli_is_dialled_by_running_node(make_node) -> None:  
     )
     assert out.stdout.strip() == vn.node_id
     wait_until(lambda: names(th) == {"Nguyen Van An"}, timeout=10, what="running node to pick up the new peer")
+
+
+def test_replayed_and_misaddressed_messages_are_rejected(make_node) -> None:  # type: ignore[no-untyped-def]
+    th = make_node("Thailand", "TH")
+    vn = make_node("Viet Nam", "VN")
+    sec = make_node("Secretariat", "TH", "secretariat")
+    introduce(th, vn)
+    th.start()
+    vn_identity = load_keyfile(vn.home / "keys.json", PASSPHRASE).identity
+    doc_id = directory_doc(vn.node_id)
+    doc = CrdtDocument()
+    body = doc.change(lambda c: c.put_record("contacts", "c1", {"name": "Nguyen Van An"}))
+    assert body is not None
+    entry = SignedUpdate(
+        doc_id, vn.node_id, 1, 1, body, sign_update(vn_identity, doc_id=doc_id, seq_from=1, seq_to=1, update=body)
+    )
+
+    async def scenario() -> None:
+        info = await _node_info(th)
+        peer = PeerKeys(str(info["node_id"]), info["sign_key"], info["kx_key"])  # type: ignore[arg-type]
+        session = SyncSession(
+            vn_identity, Role.DIALER, {peer.node_id: peer}.get, hello_cache=HelloCache(), expected_peer=peer.node_id
+        )
+        sent: list[bytes] = []
+        async with aiohttp.ClientSession() as http:
+            async with http.ws_connect(th.url + SYNC_PATH) as ws:
+                sent.append(session.initiate())
+                await ws.send_bytes(sent[-1])
+                session.receive(await ws.receive_bytes(timeout=5))
+                sent.append(session.send(Updates(doc_id=doc_id, entries=(entry,))))
+                await ws.send_bytes(sent[-1])
+                await asyncio.sleep(0.3)
+            # Replay the whole captured session, then its second message alone, on new connections.
+            for frames in (sent, sent[1:]):
+                async with http.ws_connect(th.url + SYNC_PATH) as ws:
+                    for frame in frames:
+                        await ws.send_bytes(frame)
+                    closed = await ws.receive(timeout=5)
+                    assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            # A hello addressed to the secretariat, delivered to Thailand.
+            sec_card = card_of(sec)
+            from crypto.card import parse_card
+
+            sec_info = parse_card(sec_card)
+            wrong = SyncSession(
+                vn_identity,
+                Role.DIALER,
+                {sec_info.node_id: PeerKeys(sec_info.node_id, sec_info.sign_key, sec_info.kx_key)}.get,
+                hello_cache=HelloCache(),
+                expected_peer=sec_info.node_id,
+            )
+            async with http.ws_connect(th.url + SYNC_PATH) as ws:
+                await ws.send_bytes(wrong.initiate())
+                closed = await ws.receive(timeout=5)
+                assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+
+    asyncio.run(scenario())
+    rejected = th.api("GET", "/api/v1/sync")["rejected"]
+    assert rejected == {"replay": 2, "wrong_recipient": 1}
+    assert [c["name"] for c in th.contacts()] == ["Nguyen Van An"]
+    assert th.api("GET", "/api/v1/sync")["documents"][doc_id] == {vn.node_id: 1}
+    assert "Nguyen Van An" not in th.log()
