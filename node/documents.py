@@ -240,7 +240,7 @@ class DocumentStore:
                 for doc_id, held in touched.items():
                     if held.since_snapshot >= SNAPSHOT_EVERY:
                         self._snapshot(db, doc_id, held, held.versions)
-        except WriteErrors + (CrdtError,) as exc:
+        except WriteErrors + (CrdtError,) as exc:  # noqa: RUF005 - mypy needs a typed tuple here
             for doc_id in touched:
                 self._reload(doc_id)
             raise StorageError("received updates could not be stored") from exc

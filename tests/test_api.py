@@ -81,7 +81,13 @@ async def test_contact_crud(client: TestClient, node: Node) -> None:  # type: ig
     patched = await resp.json()
     assert (patched["title"], patched["expertise"], patched["email"]) == ("Director", ["cybercrime"], new["email"])
 
-    for query, expected in (("country=TH", 1), ("country=VN", 0), ("expertise=cyber", 1), ("q=somchai", 1), ("q=zzz", 0)):
+    for query, expected in (
+        ("country=TH", 1),
+        ("country=VN", 0),
+        ("expertise=cyber", 1),
+        ("q=somchai", 1),
+        ("q=zzz", 0),
+    ):
         assert len(await (await client.get(f"/api/v1/contacts?{query}")).json()) == expected, query
 
     assert (await client.delete(f"/api/v1/contacts/{cid}")).status == 204

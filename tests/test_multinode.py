@@ -13,7 +13,6 @@ from crypto.authorship import sign_update
 from crypto.keystore import load_keyfile
 from node.crdt import CrdtDocument
 from node.policy import directory_doc
-from sync.engine import SyncEngine
 from sync.messages import SignedUpdate, Updates
 from sync.protocol import HelloCache, PeerKeys, Role, SyncSession
 from sync.transport import SYNC_PATH

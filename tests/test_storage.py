@@ -68,7 +68,15 @@ def test_dump_is_valid_sql_that_recreates_the_data(tmp_path: Path, key: bytes) -
     db = Database(tmp_path / "node.db", key)
     with db.write() as w:
         w.table("doc_log").insert(
-            {"doc_id": "d", "author": "a'b", "seq_from": 1, "seq_to": 1, "body": b"\x00\xff", "sig": b"s", "stored_at": "t"}
+            {
+                "doc_id": "d",
+                "author": "a'b",
+                "seq_from": 1,
+                "seq_to": 1,
+                "body": b"\x00\xff",
+                "sig": b"s",
+                "stored_at": "t",
+            }
         )
     text = "\n".join(db.dump_sql())
     copy = sqlite3.connect(":memory:")
