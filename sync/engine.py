@@ -243,7 +243,9 @@ class SyncEngine:
         for doc_id, have in docs.items():
             if not self._entitled(doc_id, peer):
                 continue
-            known = self.cursors[peer].get(doc_id, {})
+            # A complete list is the truth (the peer may have been restored from an old backup);
+            # a partial one only ever adds to what we knew.
+            known = {} if versions.complete else self.cursors[peer].get(doc_id, {})
             self.cursors[peer][doc_id] = merge(known, have)
             self.dirty_cursors.add(peer)
             missing = self._replica.entries_missing(doc_id, have)
@@ -265,7 +267,10 @@ class SyncEngine:
             self._rejections.record(peer, exc.reason, exc.message)
             return
         held = self._replica.versions(updates.doc_id)
-        self.cursors[peer][updates.doc_id] = merge(self.cursors[peer].get(updates.doc_id, {}), held)
+        sent: VersionVector = {}
+        for entry in updates.entries:
+            sent[entry.author] = max(sent.get(entry.author, 0), entry.seq_to)
+        self.cursors[peer][updates.doc_id] = merge(self.cursors[peer].get(updates.doc_id, {}), sent)
         self.dirty_cursors.add(peer)
         self._send(conn, Versions(docs={updates.doc_id: held}, complete=False))
         self._on_synced(peer)
