@@ -13,7 +13,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from crypto.errors import SeajustError
@@ -28,7 +29,7 @@ from node.config import (
     validate,
 )
 from node.errors import ConfigError, PassphraseMissing
-from node.runtime import open_node
+from node.runtime import Node, open_node
 from node.storage import Database
 from node.tokens import create_token
 
@@ -58,6 +59,13 @@ def read_passphrase(args: argparse.Namespace, *, confirm: bool = False) -> str:
     return first
 
 
+@contextmanager
+def opened_node(args: argparse.Namespace) -> Iterator[Node]:
+    """The node of `args.home`, unlocked with the passphrase, closed (and flushed) afterwards."""
+    with opened_node(args) as node:
+        yield node
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     home = NodeHome(args.home)
     listen = args.listen or DEFAULT_LISTEN
@@ -74,8 +82,7 @@ def cmd_init(args: argparse.Namespace) -> int:
             }
         }
     )
-    if home.config_path.exists() or home.keyfile.exists():
-        home.create(config)  # raises HomeExists with the message users see
+    home.require_new()
     passphrase = read_passphrase(args, confirm=True)
     secrets = NodeSecrets.generate()
     home.create(config)
@@ -86,11 +93,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_card(args: argparse.Namespace) -> int:
-    node = open_node(args.home, read_passphrase(args))
-    try:
+    with opened_node(args) as node:
         print(node.card())
-    finally:
-        node.close()
     return 0
 
 
@@ -99,18 +103,14 @@ def _card_text(value: str) -> str:
 
 
 def cmd_peer_add(args: argparse.Namespace) -> int:
-    node = open_node(args.home, read_passphrase(args))
-    try:
+    with opened_node(args) as node:
         peer = node.peers.add_card(_card_text(args.card), actor="cli")
         print(peer.node_id)
-    finally:
-        node.close()
     return 0
 
 
 def cmd_peer_list(args: argparse.Namespace) -> int:
-    node = open_node(args.home, read_passphrase(args))
-    try:
+    with opened_node(args) as node:
         peers = node.peers.all()
         if args.json:
             print(json.dumps([p.public_json() for p in peers], indent=2, ensure_ascii=False))
@@ -119,17 +119,12 @@ def cmd_peer_list(args: argparse.Namespace) -> int:
         else:
             for p in peers:
                 print(f"{p.node_id}  {p.country}  {p.role:<11}  {p.name}  last sync: {p.last_sync or 'never'}")
-    finally:
-        node.close()
     return 0
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
-    node = open_node(args.home, read_passphrase(args))
-    try:
+    with opened_node(args) as node:
         print(create_token(node.db, args.label or ""))
-    finally:
-        node.close()
     return 0
 
 
@@ -162,12 +157,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
-    node = open_node(args.home, read_passphrase(args))
-    try:
+    with opened_node(args) as node:
         for line in node.db.dump_sql():
             sys.stdout.write(line + "\n")
-    finally:
-        node.close()
     return 0
 
 

@@ -134,9 +134,12 @@ class NodeHome:
         if not self.exists():
             raise HomeNotFound(f"no node home at {self.path}: create one with `seajust init {self.path} ...`")
 
-    def create(self, config: NodeConfig) -> None:
+    def require_new(self) -> None:
         if self.config_path.exists() or self.keyfile.exists():
             raise HomeExists(f"{self.path} already holds a node")
+
+    def create(self, config: NodeConfig) -> None:
+        self.require_new()
         self.path.mkdir(parents=True, exist_ok=True)
         os.chmod(self.path, 0o700)
         text = _TEMPLATE.format(
