@@ -62,8 +62,11 @@ def read_passphrase(args: argparse.Namespace, *, confirm: bool = False) -> str:
 @contextmanager
 def opened_node(args: argparse.Namespace) -> Iterator[Node]:
     """The node of `args.home`, unlocked with the passphrase, closed (and flushed) afterwards."""
-    with opened_node(args) as node:
+    node = open_node(args.home, read_passphrase(args))
+    try:
         yield node
+    finally:
+        node.close()
 
 
 def cmd_init(args: argparse.Namespace) -> int:
