@@ -11,7 +11,7 @@ import logging
 from collections import Counter
 
 from node.documents import utc_now
-from node.storage import Database, DatabaseErrors
+from node.storage import Database, WriteErrors
 
 log = logging.getLogger("seajust.rejections")
 
@@ -19,7 +19,9 @@ log = logging.getLogger("seajust.rejections")
 class RejectionLog:
     def __init__(self, db: Database) -> None:
         self._db = db
-        self.counts: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter(
+            {row["reason"]: row["n"] for row in db.query("SELECT reason, count(*) AS n FROM rejections GROUP BY reason")}
+        )
 
     def record(self, peer: str | None, reason: str, detail: str) -> None:
         self.counts[reason] += 1
@@ -27,5 +29,5 @@ class RejectionLog:
         try:
             with self._db.write() as db:
                 db.table("rejections").insert({"at": utc_now(), "peer": peer, "reason": reason, "detail": detail[:200]})
-        except DatabaseErrors:
+        except WriteErrors:
             log.exception("could not record a rejection")
