@@ -28,6 +28,15 @@ class CrdtError(SeajustError):
     """A document update could not be decoded."""
 
 
+def _same_value(stored: JsonValue, new: JsonValue) -> bool:
+    """Equal as JSON values: True == 1 in Python but not here; 1 == 1.0 here (Yrs keeps numbers as floats)."""
+    if isinstance(stored, bool) or isinstance(new, bool):
+        return type(stored) is type(new) and stored == new
+    if isinstance(stored, int | float) and isinstance(new, int | float):
+        return stored == new
+    return type(stored) is type(new) and bool(stored == new)
+
+
 class DocumentChange:
     """The operations allowed inside one change; they become one update."""
 
@@ -44,7 +53,7 @@ class DocumentChange:
         existing = records.get(key)
         if isinstance(existing, pycrdt.Map):
             for name, value in fields.items():
-                if existing.get(name) != value:
+                if name not in existing or not _same_value(existing[name], value):
                     existing[name] = value
         else:
             records[key] = pycrdt.Map(dict(fields))

@@ -20,7 +20,10 @@ class RejectionLog:
     def __init__(self, db: Database) -> None:
         self._db = db
         self.counts: Counter[str] = Counter(
-            {row["reason"]: row["n"] for row in db.query("SELECT reason, count(*) AS n FROM rejections GROUP BY reason")}
+            {
+                row["reason"]: row["n"]
+                for row in db.query("SELECT reason, count(*) AS n FROM rejections GROUP BY reason")
+            }
         )
 
     def record(self, peer: str | None, reason: str, detail: str) -> None:

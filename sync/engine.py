@@ -7,7 +7,7 @@ What it does with a session's events is the whole sync algorithm:
 * on `VersionsReceived`, send the peer each entry it lacks (sync step 2), and remember what it
   holds (its cursor: the outbox for that peer is everything beyond it);
 * on `UpdatesReceived`, verify and store the entries (durable before anything else happens),
-  acknowledge with a partial `Versions` (which also asks for any gap), and forward the new
+  acknowledge with a partial `Versions` (asking for what is missing only if there was a gap), and forward the new
   entries to the other connected peers entitled to them;
 * when the replica stores a local change, push it to every connected entitled peer.
 
@@ -248,6 +248,8 @@ class SyncEngine:
             known = {} if versions.complete else self.cursors[peer].get(doc_id, {})
             self.cursors[peer][doc_id] = merge(known, have)
             self.dirty_cursors.add(peer)
+            if not versions.want_missing:
+                continue
             missing = self._replica.entries_missing(doc_id, have)
             for start in range(0, len(missing), MAX_ENTRIES_PER_PUSH):
                 chunk = tuple(missing[start : start + MAX_ENTRIES_PER_PUSH])
@@ -272,7 +274,7 @@ class SyncEngine:
             sent[entry.author] = max(sent.get(entry.author, 0), entry.seq_to)
         self.cursors[peer][updates.doc_id] = merge(self.cursors[peer].get(updates.doc_id, {}), sent)
         self.dirty_cursors.add(peer)
-        self._send(conn, Versions(docs={updates.doc_id: held}, complete=False))
+        self._send(conn, Versions(docs={updates.doc_id: held}, complete=False, want_missing=result.gap))
         self._on_synced(peer)
         if result.stored:
             self.changed.set()

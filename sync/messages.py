@@ -61,11 +61,15 @@ class Versions:
     """Sync step 1: what the sender holds, per document, as each author's highest seq.
 
     `complete` says the list covers every document the sender shares with the recipient, so a
-    document missing from it is one the sender does not have at all. A partial list is an ack.
+    document missing from it is one the sender does not have at all. A partial list is an ack;
+    `want_missing` asks the recipient to send what the list lacks (always so for a complete list,
+    and for an ack only when the sender found a gap: answering every ack would resend entries
+    still in flight, squaring the traffic of a burst).
     """
 
     docs: dict[str, VersionVector]
     complete: bool
+    want_missing: bool = True
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,7 @@ def encode(message: Message) -> bytes:
         if message.reply_to is not None:
             body["reply_to"] = b64e(message.reply_to)
     elif isinstance(message, Versions):
-        body = {"t": "versions", "docs": message.docs, "complete": message.complete}
+        body = {"t": "versions", "docs": message.docs, "complete": message.complete, "want": message.want_missing}
     else:
         body = {
             "t": "updates",
@@ -110,6 +114,10 @@ def _int(value: Any, name: str) -> int:
 def _str(value: Any, name: str, limit: int = 512) -> str:
     if not isinstance(value, str) or not value or len(value) > limit:
         raise RemoteProtocolError("malformed", f"{name} must be a short string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # lone surrogates from JSON escapes
+        raise RemoteProtocolError("malformed", f"{name} is not valid Unicode") from exc
     return value
 
 
@@ -122,7 +130,7 @@ def _versions(value: Any) -> VersionVector:
 def decode(payload: bytes) -> Message:
     try:
         body = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError covers bad UTF-8, bad JSON, 4300+ digit numbers
         raise RemoteProtocolError("malformed", "payload is not JSON") from exc
     if not isinstance(body, dict):
         raise RemoteProtocolError("malformed", "payload is not an object")
@@ -138,9 +146,14 @@ def decode(payload: bytes) -> Message:
     if kind == "versions":
         docs = body.get("docs")
         complete = body.get("complete")
-        if not isinstance(docs, dict) or not isinstance(complete, bool):
-            raise RemoteProtocolError("malformed", "versions needs docs and complete")
-        return Versions(docs={_str(d, "doc"): _versions(v) for d, v in docs.items()}, complete=complete)
+        want = body.get("want")
+        if not isinstance(docs, dict) or not isinstance(complete, bool) or not isinstance(want, bool):
+            raise RemoteProtocolError("malformed", "versions needs docs, complete and want")
+        if complete and not want:
+            raise RemoteProtocolError("malformed", "a complete version list always wants what it lacks")
+        return Versions(
+            docs={_str(d, "doc"): _versions(v) for d, v in docs.items()}, complete=complete, want_missing=want
+        )
     if kind == "updates":
         doc_id = _str(body.get("doc"), "doc")
         raw = body.get("entries")

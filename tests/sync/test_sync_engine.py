@@ -1,0 +1,461 @@
+"""The sync engine: two or three real nodes (real document stores on SQLCipher, the real policy) joined by
+in-memory links, each running `SyncEngine.serve()` as the WebSocket transport would.
+
+Edits reach every peer, also through a node in between; concurrent edits converge; edits made while a link
+was down arrive once it is back; and an update that its author may not write, or that its claimed author did
+not sign, is refused, recorded, and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crypto.authorship import _signed_message, sign_update
+from crypto.envelope import open_envelope, peek_header
+from crypto.identity import Identity
+from node.crdt import CrdtDocument
+from node.documents import DocumentStore
+from node.policy import directory_doc, entitled, may_write
+from node.storage import Database
+from sync.engine import SyncEngine
+from sync.messages import SignedUpdate, Updates, decode
+from sync.protocol import PeerKeys, Role
+
+WAIT = 10.0  # seconds before a test gives up waiting for the nodes to converge
+
+
+class RecordedRejections:
+    """Records what the engine reported; the engine's only view of it is `record()`."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str | None, str, str]] = []
+
+    def record(self, peer: str | None, reason: str, detail: str) -> None:
+        self.records.append((peer, reason, detail))
+
+    @property
+    def reasons(self) -> list[str]:
+        return [reason for _, reason, _ in self.records]
+
+
+@dataclass
+class Member:
+    name: str
+    identity: Identity
+    db: Database
+    store: DocumentStore
+    engine: SyncEngine
+    rejections: RecordedRejections
+
+    @property
+    def node_id(self) -> str:
+        return self.identity.node_id
+
+    @property
+    def own_doc(self) -> str:
+        return directory_doc(self.node_id)
+
+    def put(self, key: str, **fields: Any) -> SignedUpdate:
+        entry = self.store.commit_local(
+            self.own_doc, lambda change: change.put_record("contacts", key, fields), actor="officer", action="put"
+        )
+        assert entry is not None
+        return entry
+
+    def delete(self, key: str) -> None:
+        self.store.commit_local(
+            self.own_doc, lambda change: change.delete_record("contacts", key), actor="officer", action="delete"
+        )
+
+    def contacts(self, owner: Member) -> dict[str, dict[str, Any]]:
+        doc = self.store.get(owner.own_doc)
+        return doc.records("contacts") if doc else {}
+
+    def log_rows(self, doc_id: str) -> list[dict[str, Any]]:
+        return self.db.query(
+            "SELECT author, seq_from, seq_to FROM doc_log WHERE doc_id = ? ORDER BY author, seq_to", (doc_id,)
+        )
+
+
+class LinkEnd:
+    """One direction of a link: an ordered queue that ends at None."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    def __aiter__(self) -> LinkEnd:
+        return self
+
+    async def __anext__(self) -> bytes:
+        item = await self.queue.get()
+        if item is None:
+            raise StopAsyncIteration
+        return item
+
+
+@dataclass
+class Link:
+    """Joins a dialer and an acceptor as a WebSocket would; `sent` records every envelope put on the wire."""
+
+    dialer: Member
+    acceptor: Member
+    sent: list[tuple[str, bytes]] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    ends: tuple[LinkEnd, LinkEnd] = field(default_factory=lambda: (LinkEnd(), LinkEnd()))  # to dialer, to acceptor
+
+    def inject(self, to: Member, data: bytes) -> None:
+        """Put bytes on the wire towards `to`, as an attacker on the path could."""
+        self.ends[0 if to is self.dialer else 1].queue.put_nowait(data)
+
+    def up(self) -> Link:
+        to_dialer, to_acceptor = ends = self.ends
+
+        async def close() -> None:
+            for end in ends:
+                end.queue.put_nowait(None)
+
+        def sender(name: str, end: LinkEnd) -> Callable[[bytes], Any]:
+            async def send(data: bytes) -> None:
+                self.sent.append((name, data))
+                end.queue.put_nowait(data)
+
+            return send
+
+        async def run(member: Member, role: Role, incoming: LinkEnd, outgoing: LinkEnd) -> None:
+            expected = self.acceptor.node_id if role is Role.DIALER else None
+            session = member.engine.new_session(role, expected)
+            try:
+                await member.engine.serve(session, incoming, sender(member.name, outgoing), close)
+            finally:
+                await close()
+
+        self.tasks = [
+            asyncio.create_task(run(self.dialer, Role.DIALER, to_dialer, to_acceptor)),
+            asyncio.create_task(run(self.acceptor, Role.ACCEPTOR, to_acceptor, to_dialer)),
+        ]
+        return self
+
+    async def down(self) -> None:
+        for member in (self.dialer, self.acceptor):
+            other = self.acceptor if member is self.dialer else self.dialer
+            member.engine.disconnect(other.node_id)
+        await asyncio.gather(*self.tasks)
+        assert not self.dialer.engine.is_connected(self.acceptor.node_id)
+        assert not self.acceptor.engine.is_connected(self.dialer.node_id)
+
+    def topics_sent_by(self, member: Member) -> list[str]:
+        return [peek_header(data).topic for name, data in self.sent if name == member.name]
+
+    def updates_sent_by(self, member: Member, trusted: dict[str, PeerKeys]) -> list[Updates]:
+        """What `member` sent, read as the other end reads it (a wiretap holding the recipient's key)."""
+        other = self.acceptor if member is self.dialer else self.dialer
+        found = []
+        for name, data in self.sent:
+            if name == member.name and peek_header(data).topic:
+                opened = open_envelope(other.identity, data, sender_sign_key=lambda n: trusted[n].sign_key)
+                message = decode(opened.payload)
+                assert isinstance(message, Updates)
+                found.append(message)
+        return found
+
+
+@dataclass
+class Network:
+    tmp_path: Path
+    members: dict[str, Member] = field(default_factory=dict)
+    links: list[Link] = field(default_factory=list)
+    trusted: dict[str, PeerKeys] = field(default_factory=dict)
+
+    def member(self, name: str, *, shares: Callable[[str, str], bool] = entitled) -> Member:
+        identity = Identity.generate()
+        self.trusted[identity.node_id] = PeerKeys(identity.node_id, identity.public.sign_key, identity.public.kx_key)
+
+        def author_key(node_id: str) -> bytes | None:
+            keys = self.trusted.get(node_id)
+            return keys.sign_key if keys else None
+
+        db = Database(self.tmp_path / f"{name}.db", os.urandom(32))
+        store = DocumentStore(db, identity, author_key=author_key, may_write=may_write)
+        store.load()
+        rejections = RecordedRejections()
+        engine = SyncEngine(identity, store, peer_keys=self.trusted.get, entitled=shares, rejections=rejections)
+        store.on_stored(engine.push)
+        self.members[name] = Member(name, identity, db, store, engine, rejections)
+        return self.members[name]
+
+    def link(self, dialer: Member, acceptor: Member) -> Link:
+        link = Link(dialer, acceptor).up()
+        self.links.append(link)
+        return link
+
+    async def until(self, condition: Callable[[], bool], what: str) -> None:
+        try:
+            async with asyncio.timeout(WAIT):
+                while not condition():
+                    await asyncio.sleep(0.005)
+        except TimeoutError:
+            raise AssertionError(f"timed out waiting for {what}") from None
+
+    def converged(self) -> bool:
+        members = list(self.members.values())
+        return all(
+            m.store.versions(owner.own_doc) == owner.store.versions(owner.own_doc)
+            and m.contacts(owner) == owner.contacts(owner)
+            for m in members
+            for owner in members
+        )
+
+    async def close(self) -> None:
+        for link in self.links:
+            if any(not task.done() for task in link.tasks):
+                await link.down()
+        for member in self.members.values():
+            member.db.close()
+
+
+@pytest.fixture
+async def network(tmp_path: Path) -> AsyncIterator[Network]:
+    net = Network(tmp_path)
+    yield net
+    await net.close()
+
+
+# -- replication ---------------------------------------------------------------------------------------------
+
+
+async def test_an_edit_reaches_a_linked_peer(network: Network) -> None:
+    a, b = network.member("a"), network.member("b")
+    network.link(a, b)
+    a.put("c1", name="Somchai", phone="+66 2 000 0000")
+    await network.until(lambda: b.contacts(a) == {"c1": {"name": "Somchai", "phone": "+66 2 000 0000"}}, "b sees c1")
+    assert b.store.versions(a.own_doc) == {a.node_id: 1}
+    assert a.rejections.records == b.rejections.records == []
+
+
+async def test_edits_made_before_the_link_arrive_by_catch_up(network: Network) -> None:
+    a, b = network.member("a"), network.member("b")
+    for i in range(5):
+        a.put(f"c{i}", name=f"officer {i}")
+    a.delete("c0")
+    b.put("x", name="Nguyen")
+    network.link(b, a)
+    await network.until(network.converged, "a and b to converge")
+    assert set(b.contacts(a)) == {"c1", "c2", "c3", "c4"}
+    assert a.contacts(b) == {"x": {"name": "Nguyen"}}
+
+
+async def test_an_edit_is_forwarded_through_a_node_in_between(network: Network) -> None:
+    a, b, c = network.member("a"), network.member("b"), network.member("c")
+    network.link(a, b)
+    network.link(c, b)  # a and c are never linked
+    await network.until(lambda: b.engine.connected_peers() == sorted([a.node_id, c.node_id]), "both links up")
+    a.put("c1", name="Somchai")
+    await network.until(lambda: c.contacts(a) == {"c1": {"name": "Somchai"}}, "c to see a's edit via b")
+    # c holds a's own signed entry, relayed by b, not a copy b wrote.
+    assert c.log_rows(a.own_doc) == [{"author": a.node_id, "seq_from": 1, "seq_to": 1}]
+    audit = c.db.query("SELECT actor, subject FROM audit_log WHERE doc_id = ?", (a.own_doc,))
+    assert audit == [{"actor": a.node_id, "subject": f"seq 1-1 via {b.node_id}"}]
+
+
+async def test_a_late_joiner_catches_up_from_the_node_in_between(network: Network) -> None:
+    a, b, c = network.member("a"), network.member("b"), network.member("c")
+    network.link(a, b)
+    a.put("c1", name="Somchai")
+    await network.until(lambda: b.contacts(a) == a.contacts(a), "b to hold a's edit")
+    network.link(c, b)
+    await network.until(lambda: c.contacts(a) == {"c1": {"name": "Somchai"}}, "c to catch up via b")
+
+
+async def test_concurrent_edits_on_three_nodes_converge(network: Network) -> None:
+    a, b, c = network.member("a"), network.member("b"), network.member("c")
+    network.link(a, b)
+    network.link(b, c)
+    network.link(c, a)
+    for i in range(10):
+        for member in (a, b, c):
+            member.put(f"{member.name}{i % 4}", name=f"{member.name} {i}", n=i)
+            if i % 3 == 2:
+                member.delete(f"{member.name}{(i + 1) % 4}")
+            await asyncio.sleep(0)
+    await network.until(network.converged, "three nodes to converge")
+    for owner in (a, b, c):
+        expected = owner.contacts(owner)
+        assert expected  # the edits left something to compare
+        assert a.contacts(owner) == b.contacts(owner) == c.contacts(owner) == expected
+        # Same records whichever order the updates were applied in: a fresh replay of one node's log agrees.
+        replay = CrdtDocument()
+        for row in a.db.query("SELECT body FROM doc_log WHERE doc_id = ? ORDER BY author, seq_to", (owner.own_doc,)):
+            replay.apply(row["body"])
+        assert replay.records("contacts") == expected
+    assert [m.rejections.records for m in (a, b, c)] == [[], [], []]
+
+
+async def test_edits_made_while_a_link_was_down_arrive_when_it_is_back(network: Network) -> None:
+    a, b = network.member("a"), network.member("b")
+    link = network.link(a, b)
+    a.put("c1", name="before")
+    await network.until(network.converged, "first sync")
+    await link.down()
+    a.put("c1", name="during, on a")
+    a.put("c2", name="new on a")
+    b.put("d1", name="during, on b")
+    await asyncio.sleep(0.05)
+    assert b.contacts(a) == {"c1": {"name": "before"}}  # really down
+    network.link(b, a)  # back, dialled the other way round
+    await network.until(network.converged, "catch-up after the link was down")
+    assert b.contacts(a) == {"c1": {"name": "during, on a"}, "c2": {"name": "new on a"}}
+    assert a.contacts(b) == {"d1": {"name": "during, on b"}}
+
+
+async def test_a_live_edit_is_not_echoed_back_to_its_author(network: Network) -> None:
+    a, b = network.member("a"), network.member("b")
+    link = network.link(a, b)
+    await network.until(lambda: b.engine.is_connected(a.node_id), "link up")
+    a.put("c1", name="Somchai")
+    await network.until(network.converged, "b to hold the edit")
+    await network.until(lambda: a.engine.cursors[b.node_id].get(a.own_doc) == {a.node_id: 1}, "b's ack")
+    assert a.own_doc in link.topics_sent_by(a)
+    assert a.own_doc not in link.topics_sent_by(b)
+
+
+async def test_a_burst_of_live_edits_sends_each_entry_about_once(network: Network) -> None:
+    a, b = network.member("a"), network.member("b")
+    link = network.link(a, b)
+    a.put("c0", name="first")
+    await network.until(lambda: a.engine.cursors[b.node_id].get(a.own_doc) == {a.node_id: 1}, "first sync")
+    already = len(link.updates_sent_by(a, network.trusted))
+    burst = 20
+    for i in range(burst):  # no await in between: as fast as a bulk import makes them
+        a.put(f"c{i}", name=str(i))
+    await network.until(lambda: a.engine.cursors[b.node_id].get(a.own_doc) == {a.node_id: 1 + burst}, "last ack")
+    await asyncio.sleep(0.05)  # let the writers put what was queued on the wire
+    assert b.contacts(a) == a.contacts(a)
+    sent = sum(len(message.entries) for message in link.updates_sent_by(a, network.trusted)[already:])
+    assert burst <= sent <= 2 * burst
+
+
+async def test_the_engine_remembers_what_each_peer_holds(network: Network) -> None:
+    a, b = network.member("a"), network.member("b")
+    network.link(a, b)
+    a.put("c1", name="one")
+    a.put("c2", name="two")
+    await network.until(lambda: a.engine.cursors[b.node_id].get(a.own_doc) == {a.node_id: 2}, "b's cursor")
+    assert b.node_id in a.engine.dirty_cursors
+    assert b.store.versions(a.own_doc) == {a.node_id: 2}
+
+
+# -- refused input -------------------------------------------------------------------------------------------
+
+
+async def linked_and_synced(network: Network) -> tuple[Member, Member]:
+    a, b = network.member("a"), network.member("b")
+    network.link(b, a)
+    a.put("c1", name="Somchai")
+    await network.until(network.converged, "first sync")
+    await network.until(lambda: b.engine.cursors[a.node_id].get(a.own_doc) == {a.node_id: 1}, "a's versions")
+    return a, b
+
+
+def signed_by_another(signer: Member, author: Member, seq: int, body: bytes) -> SignedUpdate:
+    """An update to `author`'s part that claims `author` wrote it, signed by `signer` over exactly those fields."""
+    message = _signed_message(doc_id=author.own_doc, author_id=author.node_id, seq_from=seq, seq_to=seq, update=body)
+    return SignedUpdate(author.own_doc, author.node_id, seq, seq, body, signer.identity.sign(message))
+
+
+def forged_body() -> bytes:
+    doc = CrdtDocument()
+    body = doc.change(lambda change: change.put_record("contacts", "c1", {"name": "Forged"}))
+    assert body is not None
+    return body
+
+
+async def test_a_node_cannot_write_another_nodes_directory_part(network: Network) -> None:
+    a, b = await linked_and_synced(network)
+    before = (a.contacts(a), a.log_rows(a.own_doc))
+    body = forged_body()
+    # b signs, as itself, an update to a's part of the directory; its engine pushes it to a.
+    forged = SignedUpdate(
+        a.own_doc, b.node_id, 1, 1, body, sign_update(b.identity, doc_id=a.own_doc, seq_from=1, seq_to=1, update=body)
+    )
+    b.engine.push([forged], None)
+    await network.until(lambda: a.rejections.records != [], "a to refuse the update")
+    assert a.rejections.reasons == ["not_permitted"]
+    assert a.rejections.records[0][0] == b.node_id
+    assert (a.contacts(a), a.log_rows(a.own_doc)) == before
+    assert a.store.versions(a.own_doc) == {a.node_id: 1}
+
+
+async def test_an_update_not_signed_by_its_claimed_author_is_refused(network: Network) -> None:
+    a, b = await linked_and_synced(network)
+    before = (a.contacts(a), a.log_rows(a.own_doc))
+    body = forged_body()
+    # Claims to be a's update number 2 of a's own part, signed with b's key over exactly those fields.
+    forged = signed_by_another(b, a, 2, body)
+    b.engine.push([forged], None)
+    await network.until(lambda: a.rejections.records != [], "a to refuse the update")
+    assert a.rejections.reasons == ["bad_update_signature"]
+    assert (a.contacts(a), a.log_rows(a.own_doc)) == before
+    assert a.store.versions(a.own_doc) == {a.node_id: 1}
+
+
+async def test_a_forged_update_relayed_for_a_third_node_is_refused(network: Network) -> None:
+    a, b = await linked_and_synced(network)
+    c = network.member("c")  # trusted by a and b, never connected
+    body = forged_body()
+    forged = signed_by_another(b, c, 1, body)
+    b.engine.push([forged], None)
+    await network.until(lambda: a.rejections.records != [], "a to refuse the update")
+    assert a.rejections.reasons == ["bad_update_signature"]
+    assert a.store.get(c.own_doc) is None
+    assert a.log_rows(c.own_doc) == []
+
+
+async def test_a_document_the_node_does_not_share_is_refused(network: Network) -> None:
+    a = network.member("a")
+    b = network.member("b", shares=lambda doc_id, peer_id: True)  # misconfigured: shares everything
+    network.link(b, a)
+    await network.until(lambda: a.engine.is_connected(b.node_id), "link up")
+    body = forged_body()
+    doc = "case/TH-2024-0001"
+    entry = SignedUpdate(
+        doc, b.node_id, 1, 1, body, sign_update(b.identity, doc_id=doc, seq_from=1, seq_to=1, update=body)
+    )
+    b.engine.push([entry], None)
+    await network.until(lambda: a.rejections.records != [], "a to refuse the update")
+    assert a.rejections.reasons == ["not_entitled"]
+    assert a.store.doc_ids() == []
+
+
+async def test_a_replayed_envelope_ends_the_session_and_is_recorded(network: Network) -> None:
+    a, b = network.member("a"), network.member("b")
+    link = network.link(a, b)
+    b.put("x", name="Nguyen")
+    await network.until(network.converged, "first sync")
+    _, replayed = next((name, data) for name, data in reversed(link.sent) if name == "b")
+    link.inject(a, replayed)
+    await asyncio.gather(*link.tasks)
+    assert a.rejections.records[0][:2] == (b.node_id, "replay")
+    assert a.rejections.reasons == ["replay"]
+    assert not a.engine.is_connected(b.node_id) and not b.engine.is_connected(a.node_id)
+    # Nothing was lost: a new session carries on where the last one stopped.
+    b.put("y", name="after")
+    network.link(a, b)
+    await network.until(network.converged, "sync after reconnecting")
+    assert set(a.contacts(b)) == {"x", "y"}
+
+
+async def test_an_untrusted_node_cannot_open_a_session(network: Network) -> None:
+    a, stranger = network.member("a"), network.member("stranger")
+    del network.trusted[stranger.node_id]  # a does not know it; it still knows a
+    link = network.link(stranger, a)
+    await asyncio.gather(*link.tasks)
+    assert a.rejections.reasons == ["untrusted_sender"]
+    assert a.engine.connected_peers() == []
+    assert [name for name, _ in link.sent] == ["stranger"]  # a said nothing back
