@@ -152,3 +152,50 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         main(["init"])
     assert exc.value.code == 2
     assert "usage" in capsys.readouterr().err
+
+
+def _run_in_terminal(args: list[str], answers: list[str], timeout: float = 30.0) -> tuple[int, str]:
+    """Run the CLI with a real pseudo-terminal (so it prompts), answering each prompt in turn."""
+    import os
+    import pty
+    import select
+    import time
+
+    env = {k: v for k, v in node_env().items() if k != "SEAJUST_PASSPHRASE"}
+    pid, fd = pty.fork()
+    if pid == 0:  # child
+        os.execve(sys.executable, [sys.executable, "-m", "node.cli", *args], env)
+    output = b""
+    pending = list(answers)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(fd, 1024)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+            if pending and output.rstrip().endswith(b":"):
+                os.write(fd, pending.pop(0).encode() + b"\n")
+                output += b"\n"
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+
+
+def test_passphrase_prompt_at_a_terminal(tmp_path: Path) -> None:
+    home = str(tmp_path / "th")
+    code, out = _run_in_terminal(["init", home, "--name", "T", "--country", "TH"], ["typed secret", "typed secret"])
+    assert code == 0, out
+    assert "Node passphrase:" in out and "Repeat passphrase:" in out
+    assert "typed secret" not in out  # not echoed
+    code, out = _run_in_terminal(["card", home], ["typed secret"])
+    assert code == 0 and "SJCARD1." in out
+    code, out = _run_in_terminal(["card", home], ["wrong"])
+    assert code == 1 and "passphrase does not open" in out
+    code, out = _run_in_terminal(["init", str(tmp_path / "vn"), "--name", "V", "--country", "VN"], ["one", "two"])
+    assert code == 1 and "differ" in out
+    assert not (tmp_path / "vn" / "keys.json").exists()
