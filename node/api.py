@@ -19,6 +19,7 @@ from node.errors import BadRequest, NotFound, Unauthorized, ValidationError
 from node.openapi import openapi_document
 from node.runtime import NODE_KEY, Node
 from node.tokens import token_is_valid
+from sync.transport import SYNC_PATH
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except SeajustError as exc:
         return error_response(getattr(exc, "http_status", 400), exc.message)
     except web.HTTPException as exc:
-        if exc.status < 400 or request.path == "/sync/v1":
+        if exc.status < 400 or request.path == SYNC_PATH:
             raise
         return error_response(exc.status, exc.reason or "error")
     except Exception:

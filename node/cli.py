@@ -144,7 +144,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     node = open_node(args.home, read_passphrase(args))
     if args.listen:
         parse_listen(args.listen)
-        node.config = NodeConfig(**{**node.config.__dict__, "listen": args.listen})
+        url = node.config.url
+        try:
+            derived = url_for_listen(node.config.listen)
+        except ConfigError:
+            derived = None
+        if url == derived:  # the advertised address followed the old listen address: follow the new one
+            url = url_for_listen(args.listen)
+        node.config = NodeConfig(**{**node.config.__dict__, "listen": args.listen, "url": url})
     host, port = node.config.host, node.config.port
     app = create_app(node)
 

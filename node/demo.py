@@ -439,7 +439,7 @@ def run(base: Path) -> int:
                     raise DemoError(f"{node.spec.name} stopped unexpectedly. {describe_log(node)}")
     except Stop:
         say()
-        say("Stopping the nodes ...")
+        say("Stopping the demo ...")
         return 0
     except DemoError as exc:
         say(f"demo: error: {exc}")

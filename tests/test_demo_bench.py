@@ -1,0 +1,153 @@
+"""`make bench` and `make demo` as a user runs them: real processes on loopback, driven from outside."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.processes
+
+REPO = Path(__file__).resolve().parents[1]
+READY = "Demo is running. Press Ctrl-C to stop all three nodes."
+
+
+def test_bench_prints_both_medians_and_ends_with_the_ratio() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "sync_bench.py"), "--edits", "20"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert re.fullmatch(r"ratio \d+\.\d\d", lines[-1]), lines[-1]
+    medians = [line for line in lines if re.search(r"latency median\s+\d+\.\d+ ms", line)]
+    assert len(medians) == 2, result.stdout
+    assert sum("edits/s" in line for line in lines) == 2
+    assert any(line.startswith("machine: ") and "CPUs" in line and "Python" in line for line in lines)
+
+
+def get(url: str, token: str) -> Any:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def eventually(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def node_processes(cwd: Path) -> dict[int, str]:
+    """`seajust run` processes started in `cwd` (the demo names its homes relative to it)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            here = Path(os.readlink(entry / "cwd"))
+        except OSError:
+            continue
+        if b"node.cli" in argv and b"run" in argv and here == cwd:
+            found[int(entry.name)] = b" ".join(argv).decode(errors="replace")
+    return found
+
+
+def parse_ready_block(lines: list[str]) -> dict[str, dict[str, str]]:
+    """Node name -> {"url": ..., "token": ...} from the block the demo prints once ready."""
+    nodes: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for line in lines:
+        if line.endswith("]") and "  [" in line:
+            current = nodes.setdefault(line.split("  [")[0], {})
+        elif current is not None and (match := re.fullmatch(r"  (URL|API token)\s+(\S+)", line)):
+            current["url" if match[1] == "URL" else "token"] = match[2]
+    return nodes
+
+
+def test_demo_runs_three_replicating_nodes_and_stops_them_on_ctrl_c(tmp_path: Path) -> None:
+    if not Path("/proc/self/cwd").exists():
+        pytest.skip("needs /proc to find the node processes")
+    tmp_path = tmp_path.resolve()  # as /proc/PID/cwd shows it
+    lines: queue.Queue[str | None] = queue.Queue()
+    output: list[str] = []
+    children: dict[int, str] = {}
+    with subprocess.Popen(
+        [sys.executable, "-m", "node.demo"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as demo:
+        assert demo.stdout is not None
+        stdout = demo.stdout
+
+        def pump() -> None:
+            for line in stdout:
+                lines.put(line.rstrip("\n"))
+            lines.put(None)
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        try:
+            deadline = time.monotonic() + 120
+            while READY not in output:
+                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+                assert line is not None, "demo exited early:\n" + "\n".join(output)
+                output.append(line)
+            children = node_processes(tmp_path)
+            assert len(children) == 3, children
+
+            nodes = parse_ready_block(output)
+            thai = nodes["Thailand — Office of the Attorney General"]
+            viet = nodes["Viet Nam — Supreme People's Procuracy"]
+            assert thai["url"].startswith("http://127.0.0.1:") and thai["token"].startswith("sjt_")
+            assert "SEAJust Secretariat (UNODC)" in nodes
+
+            on_thai = get(thai["url"] + "/api/v1/contacts", thai["token"])
+            thai_names = {c["name"] for c in on_thai if c["country"] == "TH"}
+            assert len(thai_names) >= 2
+            assert any("extradition" in c["expertise"] and "th" in c["languages"] for c in on_thai)
+            assert any(c["country"] == "VN" and "cybercrime" in c["expertise"] for c in on_thai)
+            eventually(
+                lambda: thai_names <= {c["name"] for c in get(viet["url"] + "/api/v1/contacts", viet["token"])},
+                15,
+                "the Thai contact points to reach the Viet Nam node",
+            )
+
+            demo.send_signal(signal.SIGINT)
+            assert demo.wait(timeout=10) == 0, "\n".join(output)
+            reader.join(5)
+            assert not node_processes(tmp_path)
+            assert not any(Path(f"/proc/{pid}").exists() for pid in children)
+        finally:
+            if demo.poll() is None:
+                demo.terminate()
+                try:
+                    demo.wait(15)
+                except subprocess.TimeoutExpired:
+                    demo.kill()
+                    demo.wait()
+            for pid in node_processes(tmp_path):  # only if the demo itself failed to stop them
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
