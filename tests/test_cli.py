@@ -159,6 +159,7 @@ def _run_in_terminal(args: list[str], answers: list[str], timeout: float = 30.0)
     import os
     import pty
     import select
+    import signal
     import time
 
     env = {k: v for k, v in node_env().items() if k != "SEAJUST_PASSPHRASE"}
@@ -166,7 +167,7 @@ def _run_in_terminal(args: list[str], answers: list[str], timeout: float = 30.0)
     if pid == 0:  # child
         os.execve(sys.executable, [sys.executable, "-m", "node.cli", *args], env)
     output = b""
-    pending = list(answers)
+    answered = 0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         ready, _, _ = select.select([fd], [], [], 0.2)
@@ -178,9 +179,12 @@ def _run_in_terminal(args: list[str], answers: list[str], timeout: float = 30.0)
             if not chunk:
                 break
             output += chunk
-            if pending and output.rstrip().endswith(b":"):
-                os.write(fd, pending.pop(0).encode() + b"\n")
-                output += b"\n"
+        # Answer each prompt once it has appeared (prompts end in "passphrase: ").
+        if answered < len(answers) and output.count(b"passphrase: ") > answered:
+            os.write(fd, answers[answered].encode() + b"\n")
+            answered += 1
+    else:
+        os.kill(pid, signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
     os.close(fd)
     return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
