@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Final
 
 DIRECTORY_PREFIX: Final = "directory/"
+PROFILE_PREFIX: Final = "profile/"
+_OWNED_PREFIXES: Final = (DIRECTORY_PREFIX, PROFILE_PREFIX)
 
 
 def directory_doc(node_id: str) -> str:
@@ -24,15 +26,27 @@ def directory_owner(doc_id: str) -> str | None:
     return None
 
 
+def profile_doc(node_id: str) -> str:
+    return PROFILE_PREFIX + node_id
+
+
+def owner_of(doc_id: str) -> str | None:
+    """The one authority that may write a network-wide document (its directory part, its country profile)."""
+    for prefix in _OWNED_PREFIXES:
+        if doc_id.startswith(prefix):
+            return doc_id[len(prefix) :] or None
+    return None
+
+
 def may_write(doc_id: str, author_id: str) -> bool:
     """Only the authority a directory part belongs to writes it; unknown document kinds are refused."""
-    owner = directory_owner(doc_id)
+    owner = owner_of(doc_id)
     return owner is not None and owner == author_id
 
 
 def is_network_wide(doc_id: str) -> bool:
     """Network-wide documents go to every trusted member, the secretariat included."""
-    return doc_id.startswith(DIRECTORY_PREFIX)
+    return doc_id.startswith(_OWNED_PREFIXES)
 
 
 def entitled(doc_id: str, peer_id: str) -> bool:
@@ -41,4 +55,4 @@ def entitled(doc_id: str, peer_id: str) -> bool:
 
 
 def known_kind(doc_id: str) -> bool:
-    return directory_owner(doc_id) is not None
+    return owner_of(doc_id) is not None
