@@ -107,6 +107,12 @@ class CrdtDocument:
     def encode_state(self) -> bytes:
         return bytes(self._doc.get_update())
 
+    def copy(self) -> CrdtDocument:
+        """An independent replica with the same state (for trying out a peer's update before accepting it)."""
+        other = CrdtDocument()
+        other.apply(self.encode_state())
+        return other
+
     def records(self, collection: str) -> dict[str, Record]:
         value = self._doc.get(collection, type=pycrdt.Map).to_py()
         return {k: v for k, v in (value or {}).items() if isinstance(v, dict)}

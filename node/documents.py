@@ -10,6 +10,15 @@ document can prove who wrote each part of it and cannot forge any.
 its own and gets back exactly the entries it lacks. From time to time a document's state is
 written as a snapshot, so loading does not replay the whole log, and a node merges its own
 older updates into one re-signed entry, so the log does not grow without bound.
+
+Only the version vectors of all documents stay in memory; a document's CRDT is loaded on
+first use and the least recently used are dropped beyond `MAX_LOADED` (a node with 100,000
+cases must not hold 100,000 CRDTs: lists and searches run on `node.case_index` instead).
+
+Case documents are end-to-end encrypted: their update bodies are sealed with the case key
+(`cipher_for`) before they are signed, stored or sent, so the log, the peers' copies and any
+relay hold ciphertext, and a received update from a peer can be checked against the case's
+rules (`check_remote`) on a trial copy before anything of it is applied.
 """
 
 from __future__ import annotations
@@ -17,14 +26,16 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 import sqlite_utils
 
 from crypto.authorship import sign_update, verify_update
-from crypto.errors import SignatureInvalid
+from crypto.errors import CryptoError, SignatureInvalid
 from crypto.identity import Identity
 from node.crdt import CrdtDocument, CrdtError, DocumentChange, check_update, merge_updates
 from node.errors import Forbidden, StorageError
@@ -38,6 +49,7 @@ log = logging.getLogger(__name__)
 SNAPSHOT_EVERY = 200  # stored updates between snapshots of one document
 COMPACT_OWN_ABOVE = 256  # own log entries of one document before older ones are merged
 COMPACT_KEEP_RECENT = 64  # own recent entries left unmerged, so peers slightly behind get small ones
+MAX_LOADED = 2_000  # CRDTs kept in memory; others are rebuilt from snapshot and log on use
 
 
 def utc_now() -> str:
@@ -60,6 +72,35 @@ class ApplyResult:
 StoredListener = Callable[[Sequence[SignedUpdate], str | None], None]
 
 
+class BodyCipher(Protocol):
+    """Seals a document's update bodies (see `crypto.doc_keys.DocCipher`)."""
+
+    def seal_update(self, plaintext: bytes, *, author: str) -> bytes: ...
+
+    def open_update(self, data: bytes, *, author: str) -> bytes: ...
+
+
+class NoKey(CryptoError):
+    """This node does not hold the key of that document."""
+
+
+# check_remote(doc_id, author, before, after) raises UpdateRejected if `author` may not make that change.
+RemoteCheck = Callable[[str, str, CrdtDocument, CrdtDocument], None]
+
+
+Indexer = Callable[[sqlite_utils.Database, str, CrdtDocument], None]
+
+
+class KeyKeeper(Protocol):
+    """Holds the keys of encrypted documents (`node.case_keys`); the sync engine reaches it through the store."""
+
+    def grant_bytes(self, doc_id: str) -> bytes | None: ...
+
+    def accept_grants(self, grants: Sequence[bytes], *, via: str) -> None: ...
+
+    def cipher(self, doc_id: str) -> BodyCipher | None: ...
+
+
 class DocumentStore:
     def __init__(
         self,
@@ -69,6 +110,10 @@ class DocumentStore:
         author_key: Callable[[str], bytes | None],
         may_write: Callable[[str, str], bool],
         clock: Callable[[], str] = utc_now,
+        encrypted: Callable[[str], bool] = lambda doc_id: False,
+        keys: KeyKeeper | None = None,
+        check_remote: RemoteCheck | None = None,
+        max_loaded: int = MAX_LOADED,
     ) -> None:
         self._db = db
         self._identity = identity
@@ -76,42 +121,42 @@ class DocumentStore:
         self._author_key = author_key
         self._may_write = may_write
         self._clock = clock
-        self._docs: dict[str, _Held] = {}
+        self._encrypted = encrypted
+        self._keys = keys
+        self._check_remote = check_remote
+        self._max_loaded = max_loaded
+        self._versions: dict[str, VersionVector] = {}
+        self._docs: OrderedDict[str, _Held] = OrderedDict()
         self._listeners: list[StoredListener] = []
+        self._indexers: list[Indexer] = []
 
     # -- reading --------------------------------------------------------------------------
 
     def load(self) -> None:
-        """Rebuild every document from its snapshot and the log entries after it."""
+        """Read every document's version vector; the CRDTs themselves load on first use."""
         started = time.perf_counter()
-        docs: dict[str, _Held] = {}
-        for row in self._db.query("SELECT doc_id, state, versions FROM doc_snapshots"):
-            held = _Held(CrdtDocument(), json.loads(row["versions"]))
-            held.crdt.apply(row["state"])
-            docs[row["doc_id"]] = held
-        pending: dict[str, list[bytes]] = {}
-        rows = self._db.query("SELECT doc_id, author, seq_to, body FROM doc_log ORDER BY doc_id, author, seq_to")
-        for row in rows:
-            held = docs.setdefault(row["doc_id"], _Held(CrdtDocument()))
-            if row["seq_to"] > held.versions.get(row["author"], 0):
-                pending.setdefault(row["doc_id"], []).append(row["body"])
-                held.versions[row["author"]] = row["seq_to"]
-                held.since_snapshot += 1
-        for doc_id, bodies in pending.items():
-            docs[doc_id].crdt.apply(merge_updates(bodies))
-        self._docs = docs
-        log.info("loaded %d documents in %.0f ms", len(docs), (time.perf_counter() - started) * 1000)
+        versions: dict[str, VersionVector] = {}
+        for row in self._db.query("SELECT doc_id, versions FROM doc_snapshots"):
+            versions[row["doc_id"]] = json.loads(row["versions"])
+        for row in self._db.query("SELECT doc_id, author, MAX(seq_to) AS seq FROM doc_log GROUP BY doc_id, author"):
+            vector = versions.setdefault(row["doc_id"], {})
+            vector[row["author"]] = max(vector.get(row["author"], 0), row["seq"])
+        self._versions = versions
+        self._docs.clear()
+        log.info("found %d documents in %.0f ms", len(versions), (time.perf_counter() - started) * 1000)
 
     def doc_ids(self, prefix: str = "") -> list[str]:
-        return sorted(d for d in self._docs if d.startswith(prefix))
+        return sorted(d for d in self._versions if d.startswith(prefix))
+
+    def __contains__(self, doc_id: str) -> bool:
+        return doc_id in self._versions
 
     def get(self, doc_id: str) -> CrdtDocument | None:
-        held = self._docs.get(doc_id)
+        held = self._held(doc_id)
         return held.crdt if held else None
 
     def versions(self, doc_id: str) -> VersionVector:
-        held = self._docs.get(doc_id)
-        return dict(held.versions) if held else {}
+        return dict(self._versions.get(doc_id, {}))
 
     def entries_missing(self, doc_id: str, have: VersionVector) -> list[SignedUpdate]:
         mine = self.versions(doc_id)
@@ -123,6 +168,19 @@ class DocumentStore:
         )
         entries = [SignedUpdate(doc_id, r["author"], r["seq_from"], r["seq_to"], r["body"], r["sig"]) for r in rows]
         return missing_for(entries, have)
+
+    def key_grant(self, doc_id: str) -> bytes | None:
+        return self._keys.grant_bytes(doc_id) if self._keys else None
+
+    def accept_grants(self, grants: Sequence[bytes], *, via: str) -> None:
+        if self._keys is None:
+            raise UpdateRejected("no_key", "this node keeps no document keys")
+        self._keys.accept_grants(grants, via=via)
+
+    def add_indexer(self, indexer: Indexer) -> None:
+        """Call `indexer(db, doc_id, crdt)` inside the transaction that stores a change, so a projection
+        (`node.case_index`) is never out of step with the documents: both commit or neither does."""
+        self._indexers.append(indexer)
 
     def on_stored(self, listener: StoredListener) -> None:
         """Call `listener(entries, source_peer)` after entries are durably stored (source None: local)."""
@@ -142,10 +200,15 @@ class DocumentStore:
         """Make a change as this node, sign it and store it; the stored entry, or None if nothing changed."""
         if not self._may_write(doc_id, self._me):
             raise Forbidden("this node may not change that document")
-        held = self._docs.get(doc_id) or _Held(CrdtDocument())
-        body = held.crdt.change(edit)
-        if body is None:
+        held = self._held(doc_id) or _Held(CrdtDocument())
+        plain = held.crdt.change(edit)
+        if plain is None:
             return None
+        try:
+            body = self._seal(doc_id, self._me, plain)
+        except NoKey:
+            self._reload(doc_id)
+            raise
         seq = held.versions.get(self._me, 0) + 1
         entry = SignedUpdate(
             doc_id,
@@ -170,17 +233,24 @@ class DocumentStore:
                 held.since_snapshot += 1
                 if held.since_snapshot >= SNAPSHOT_EVERY:
                     self._snapshot(db, doc_id, held, {**held.versions, self._me: seq})
+                for indexer in self._indexers:
+                    indexer(db, doc_id, held.crdt)
         except WriteErrors as exc:
             self._reload(doc_id)
             raise StorageError("the change could not be stored; nothing was changed") from exc
+        except BaseException:
+            self._reload(doc_id)
+            raise
         held.versions[self._me] = seq
-        self._docs[doc_id] = held
+        self._versions[doc_id] = dict(held.versions)
+        self._keep(doc_id, held)
         self._notify([entry], None)
         return entry
 
     def apply_remote(self, entries: Sequence[SignedUpdate], *, via: str) -> ApplyResult:
         """Check every entry, then store and apply the new ones together; a bad entry rejects them all."""
         to_store: list[SignedUpdate] = []
+        plain: dict[SignedUpdate, bytes] = {}
         tentative: dict[tuple[str, str], int] = {}
         gap = False
         for entry in entries:
@@ -204,13 +274,18 @@ class DocumentStore:
                 raise UpdateRejected("bad_update_signature", "update signature does not verify") from exc
             if not self._may_write(entry.doc_id, entry.author):
                 raise UpdateRejected("not_permitted", "author may not write this document")
-            try:
-                check_update(entry.body)
-            except CrdtError as exc:
-                raise UpdateRejected("malformed_update", "update cannot be decoded") from exc
             have = tentative.get((entry.doc_id, entry.author), self.versions(entry.doc_id).get(entry.author, 0))
             if entry.seq_to <= have:
                 continue
+            try:
+                plain[entry] = self._open(entry.doc_id, entry.author, entry.body)
+                check_update(plain[entry])
+            except NoKey as exc:
+                raise UpdateRejected("no_key", "update of a document this node holds no key for") from exc
+            except CryptoError as exc:
+                raise UpdateRejected("undecryptable", "update does not decrypt with the document key") from exc
+            except CrdtError as exc:
+                raise UpdateRejected("malformed_update", "update cannot be decoded") from exc
             if entry.seq_from > have + 1:
                 gap = True
                 continue
@@ -218,13 +293,17 @@ class DocumentStore:
             to_store.append(entry)
         if not to_store:
             return ApplyResult([], gap)
+        trials = self._check_rules(to_store, plain)
         touched: dict[str, _Held] = {}
         try:
             with self._db.write() as db:
                 for entry in to_store:
-                    held = touched.get(entry.doc_id) or self._docs.get(entry.doc_id) or _Held(CrdtDocument())
+                    held = touched.get(entry.doc_id) or self._held(entry.doc_id) or _Held(CrdtDocument())
                     touched[entry.doc_id] = held
-                    held.crdt.apply(entry.body)
+                    if entry.doc_id in trials:
+                        held.crdt = trials[entry.doc_id]
+                    else:
+                        held.crdt.apply(plain[entry])
                     held.versions[entry.author] = entry.seq_to
                     held.since_snapshot += 1
                     self._insert(db, entry)
@@ -240,13 +319,42 @@ class DocumentStore:
                 for doc_id, held in touched.items():
                     if held.since_snapshot >= SNAPSHOT_EVERY:
                         self._snapshot(db, doc_id, held, held.versions)
+                    for indexer in self._indexers:
+                        indexer(db, doc_id, held.crdt)
         except WriteErrors + (CrdtError,) as exc:  # noqa: RUF005 - mypy needs a typed tuple here
             for doc_id in touched:
                 self._reload(doc_id)
             raise StorageError("received updates could not be stored") from exc
-        self._docs.update(touched)
+        except BaseException:
+            for doc_id in touched:
+                self._reload(doc_id)
+            raise
+        for doc_id, held in touched.items():
+            self._versions[doc_id] = dict(held.versions)
+            self._keep(doc_id, held)
         self._notify(to_store, via)
         return ApplyResult(to_store, gap)
+
+    def _check_rules(
+        self, entries: Sequence[SignedUpdate], plain: dict[SignedUpdate, bytes]
+    ) -> dict[str, CrdtDocument]:
+        """Apply each entry to a trial copy and let the document's rules judge it; the checked copies."""
+        if self._check_remote is None:
+            return {}
+        trials: dict[str, CrdtDocument] = {}
+        for entry in entries:
+            trial = trials.get(entry.doc_id)
+            if trial is None:
+                current = self._held(entry.doc_id)
+                trial = current.crdt.copy() if current else CrdtDocument()
+            before = trial.copy()
+            try:
+                trial.apply(plain[entry])
+            except CrdtError as exc:
+                raise UpdateRejected("malformed_update", "update cannot be applied") from exc
+            self._check_remote(entry.doc_id, entry.author, before, trial)
+            trials[entry.doc_id] = trial
+        return trials
 
     def compact(self, doc_id: str) -> bool:
         """Merge this node's older entries of a document into one re-signed entry; True if it did."""
@@ -258,13 +366,19 @@ class DocumentStore:
             return False
         old = rows[: len(rows) - COMPACT_KEEP_RECENT]
         first, last = old[0]["seq_from"], old[-1]["seq_to"]
-        body = merge_updates([r["body"] for r in old])
+        try:
+            merged = merge_updates([self._open(doc_id, self._me, r["body"]) for r in old])
+            body = self._seal(doc_id, self._me, merged)
+        except CryptoError:
+            log.warning("cannot compact %s: its key is not available", doc_id)
+            return False
         sig = sign_update(self._identity, doc_id=doc_id, seq_from=first, seq_to=last, update=body)
         with self._db.write() as db:
             self._insert(db, SignedUpdate(doc_id, self._me, first, last, body, sig))
         return True
 
     def snapshot_all(self) -> None:
+        """Snapshot every loaded document with unsnapshotted changes (on shutdown, so the next start is quick)."""
         with self._db.write() as db:
             for doc_id, held in self._docs.items():
                 if held.since_snapshot:
@@ -302,8 +416,40 @@ class DocumentStore:
         )
         held.since_snapshot = 0
 
-    def _reload(self, doc_id: str) -> None:
-        """Drop in-memory changes that did not reach the disk by rebuilding the document from it."""
+    def _held(self, doc_id: str) -> _Held | None:
+        held = self._docs.get(doc_id)
+        if held is not None:
+            self._docs.move_to_end(doc_id)
+            return held
+        if doc_id not in self._versions:
+            return None
+        return self._reload(doc_id)
+
+    def _keep(self, doc_id: str, held: _Held) -> None:
+        self._docs[doc_id] = held
+        self._docs.move_to_end(doc_id)
+        while len(self._docs) > self._max_loaded:
+            self._docs.popitem(last=False)  # its log and snapshot are on disk; it reloads on use
+
+    def _seal(self, doc_id: str, author: str, plain: bytes) -> bytes:
+        if not self._encrypted(doc_id):
+            return plain
+        cipher = self._keys.cipher(doc_id) if self._keys else None
+        if cipher is None:
+            raise NoKey()
+        return cipher.seal_update(plain, author=author)
+
+    def _open(self, doc_id: str, author: str, body: bytes) -> bytes:
+        if not self._encrypted(doc_id):
+            return body
+        cipher = self._keys.cipher(doc_id) if self._keys else None
+        if cipher is None:
+            raise NoKey()
+        return cipher.open_update(body, author=author)
+
+    def _reload(self, doc_id: str) -> _Held | None:
+        """(Re)build a document from its snapshot and the log after it, dropping any change not on disk."""
+        self._docs.pop(doc_id, None)
         held = _Held(CrdtDocument())
         snap = self._db.query("SELECT state, versions FROM doc_snapshots WHERE doc_id = ?", (doc_id,))
         if snap:
@@ -312,14 +458,24 @@ class DocumentStore:
         rows = self._db.query(
             "SELECT author, seq_to, body FROM doc_log WHERE doc_id = ? ORDER BY author, seq_to", (doc_id,)
         )
+        bodies: list[bytes] = []
         for row in rows:
             if row["seq_to"] > held.versions.get(row["author"], 0):
-                held.crdt.apply(row["body"])
+                try:
+                    bodies.append(self._open(doc_id, row["author"], row["body"]))
+                except CryptoError:
+                    log.warning("document %s cannot be read: its key is not available", doc_id)
+                    return None
                 held.versions[row["author"]] = row["seq_to"]
-        if rows or snap:
-            self._docs[doc_id] = held
-        else:
-            self._docs.pop(doc_id, None)
+                held.since_snapshot += 1
+        if bodies:
+            held.crdt.apply(merge_updates(bodies))
+        if not (rows or snap):
+            self._versions.pop(doc_id, None)
+            return None
+        self._versions[doc_id] = dict(held.versions)
+        self._keep(doc_id, held)
+        return held
 
     def _notify(self, entries: Iterable[SignedUpdate], source: str | None) -> None:
         batch = list(entries)

@@ -5,9 +5,11 @@ once released: fixes come as a new migration, so every node walks the same path 
 earlier schema (tested from each one), and a node refuses to open a schema newer than it knows.
 """
 
+import sqlite3
 from collections.abc import Callable
 from typing import Final
 
+import sqlcipher3
 import sqlite_utils
 
 
@@ -78,8 +80,102 @@ def _v1_initial(db: sqlite_utils.Database) -> None:
     )
 
 
+# Tried in order: substring search whatever the script (Thai, Khmer, Lao and Burmese put no spaces between
+# words, so word tokenizers see a whole sentence as one token), ignoring Vietnamese and other diacritics where
+# the build allows it (SQLite 3.45+); word-prefix search only if this build has no trigram tokenizer (< 3.34).
+CASES_FTS_TOKENIZERS: Final[tuple[str, ...]] = (
+    "trigram remove_diacritics 1",
+    "trigram",
+    "unicode61 remove_diacritics 2",
+)
+
+
+def _v2_cases(db: sqlite_utils.Database) -> None:
+    """The case projection: what lists, filters, "needs action" and search read instead of the CRDT documents."""
+    # The keys of the case documents this node was given (the lead's), one row per document.
+    db.table("case_keys").create(
+        {"doc_id": str, "doc_key": bytes, "grant": bytes, "version": int, "parties": str, "received_at": str},
+        pk="doc_id",
+        not_null={"doc_key", "grant", "version", "parties", "received_at"},
+    )
+    db.table("cases").create(
+        {
+            "case_id": str,
+            "doc_id": str,
+            "kind": str,
+            "status": str,
+            "side": str,  # this node's side: requesting | requested | shared
+            "counterpart": str,
+            "requesting": str,
+            "requested": str,
+            "requesting_country": str,
+            "requested_country": str,
+            "reference": str,  # this node's own reference
+            "counterpart_reference": str,
+            "urgency": str,
+            "requested_by": str,  # YYYY-MM-DD
+            "created_at": str,
+            "sent_at": str,
+            "acknowledged_at": str,
+            "closed_at": str,
+            "last_action_at": str,
+            "status_changed_at": str,
+            "reminded_at": str,  # the last reminder received from the counterpart
+            "offences": str,  # JSON list of vocab.OFFENCES codes
+            "measures": str,  # JSON list of vocab.MEASURES codes
+            "summary": str,
+            "updated_at": str,
+        },
+        pk="case_id",
+        not_null={"doc_id", "status"},
+    )
+    db.execute("CREATE UNIQUE INDEX cases_doc_id ON cases(doc_id)")
+    for column in ("status", "counterpart", "kind", "requested_by", "last_action_at", "urgency"):
+        db.execute(f"CREATE INDEX cases_{column} ON cases({column})")
+    # The default order of every list (urgent first, most recent action first), so a page needs no sort.
+    db.execute("CREATE INDEX cases_listing ON cases((urgency IS 'urgent') DESC, last_action_at DESC, case_id)")
+    # "Needs action" looks up reminded cases; few are, so the index holds only those.
+    db.execute("CREATE INDEX cases_reminded_at ON cases(reminded_at) WHERE reminded_at IS NOT NULL")
+    for tokenizer in CASES_FTS_TOKENIZERS:
+        try:
+            db.execute(
+                "CREATE VIRTUAL TABLE cases_fts USING fts5(case_id UNINDEXED, reference, counterpart_reference, "
+                f"summary, notes, attachments, tokenize = '{tokenizer}')"
+            )
+        except (sqlcipher3.OperationalError, sqlite3.OperationalError) as exc:
+            if "tokenize" not in str(exc) and "tokenizer" not in str(exc):
+                raise
+            continue
+        break
+    else:
+        raise RuntimeError("this SQLite build has none of the full-text tokenizers SEAJust Node needs")
+    db.table("case_attachments").create(
+        {
+            "attachment_id": str,
+            "case_id": str,
+            "blob_id": str,  # sha256 of the ciphertext: what peers are asked for
+            "sha256": str,  # of the plaintext
+            "name": str,
+            "media_type": str,
+            "size": int,
+            "language": str,
+            "translation": str,
+            "added_by": str,
+            "added_at": str,
+            "have": int,  # 1 once the blob is stored on this node
+        },
+        pk="attachment_id",
+        not_null={"case_id", "blob_id", "have"},
+        defaults={"have": 0},
+    )
+    db.execute("CREATE INDEX case_attachments_case_id ON case_attachments(case_id)")
+    db.execute("CREATE INDEX case_attachments_have ON case_attachments(have, added_at, attachment_id)")
+    # A blob arriving marks every attachment that names it, whichever case.
+    db.execute("CREATE INDEX case_attachments_blob_id ON case_attachments(blob_id)")
+
+
 Migration = Callable[[sqlite_utils.Database], None]
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (_v1_initial,)
+MIGRATIONS: Final[tuple[Migration, ...]] = (_v1_initial, _v2_cases)
 
 LATEST_VERSION: Final[int] = len(MIGRATIONS)

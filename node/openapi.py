@@ -47,6 +47,8 @@ def _contact_schema(*, for_input: bool) -> dict[str, Any]:
 
 
 def openapi_document() -> dict[str, Any]:
+    from node.api_profiles import OPENAPI_PATHS, OPENAPI_SCHEMAS  # here: it imports node.api, which imports this
+
     contact = {"$ref": "#/components/schemas/Contact"}
     contact_id = {"name": "contact_id", "in": "path", "required": True, "schema": {"type": "string"}}
     secured: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -97,6 +99,7 @@ def openapi_document() -> dict[str, Any]:
                 },
                 "Contact": _contact_schema(for_input=False),
                 "ContactInput": _contact_schema(for_input=True),
+                **OPENAPI_SCHEMAS,
             },
         },
         "paths": {
@@ -213,5 +216,6 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _json({"type": "object"}, "Sync state"), **_errors(401)},
                 }
             },
+            **OPENAPI_PATHS,
         },
     }

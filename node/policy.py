@@ -2,13 +2,17 @@
 
 One table for the whole node, consulted when a local change is made, when a peer's update
 arrives (whoever relayed it: the check is on the update's signed author), and when choosing
-which documents to offer a peer. Document IDs name their kind and owner, so the rule needs
-no lookup: `directory/<node id>` is the part of the contact directory that one authority
-keeps and only it may write.
+which documents to offer a peer. Network-wide document IDs name their kind and owner, so
+the rule needs no lookup: `directory/<node id>` is the part of the contact directory that one
+authority keeps and only it may write (likewise `profile/<node id>`, its country profile).
+
+A case (`case/<id>`) is different: its parties are listed in its signed key grant, held by
+`node.case_keys`, and only they may write it or receive it. `Policy` joins the two rules.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 DIRECTORY_PREFIX: Final = "directory/"
@@ -50,8 +54,36 @@ def is_network_wide(doc_id: str) -> bool:
 
 
 def entitled(doc_id: str, peer_id: str) -> bool:
-    """May this trusted peer receive the document? (case documents will go only to their parties)"""
+    """May this trusted peer receive a network-wide document? (cases: see `Policy`)"""
     return is_network_wide(doc_id)
+
+
+CASE_PREFIX: Final = "case/"
+
+
+def is_case(doc_id: str) -> bool:
+    return doc_id.startswith(CASE_PREFIX) and len(doc_id) > len(CASE_PREFIX)
+
+
+class Policy:
+    """The node's whole write and share rule; `parties(doc_id)` names a case's parties (empty: not one)."""
+
+    def __init__(self, parties: Callable[[str], dict[str, str]]) -> None:
+        self._parties = parties
+
+    def may_write(self, doc_id: str, author_id: str) -> bool:
+        if is_case(doc_id):
+            return author_id in self._parties(doc_id)
+        return may_write(doc_id, author_id)
+
+    def entitled(self, doc_id: str, peer_id: str) -> bool:
+        if is_case(doc_id):
+            return peer_id in self._parties(doc_id)
+        return is_network_wide(doc_id)
+
+    def encrypted(self, doc_id: str) -> bool:
+        """Cases are sealed with their own key; network-wide documents are readable by every member."""
+        return is_case(doc_id)
 
 
 def known_kind(doc_id: str) -> bool:

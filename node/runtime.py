@@ -23,6 +23,7 @@ from node.directory import Directory
 from node.documents import DocumentStore, utc_now
 from node.peers import Peer, PeerRegistry
 from node.policy import entitled, may_write
+from node.profiles import Profiles
 from node.rejections import RejectionLog
 from node.storage import Database
 from sync.engine import SyncEngine
@@ -40,6 +41,7 @@ class Node:
     store: DocumentStore
     peers: PeerRegistry
     directory: Directory
+    profiles: Profiles
     rejections: RejectionLog
     engine: SyncEngine
     dialer: Dialer | None = None
@@ -169,6 +171,7 @@ def open_node(home_path: Path, passphrase: str) -> Node:
         store=store,
         peers=peers,
         directory=Directory(store, identity.node_id, config.country),
+        profiles=Profiles(store, identity.node_id, config.country),
         rejections=rejections,
         engine=engine,
     )

@@ -23,17 +23,18 @@ import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from crypto.errors import EnvelopeRejected
 from crypto.identity import Identity
 from sync.errors import ProtocolError, RemoteProtocolError, UpdateRejected
-from sync.messages import SignedUpdate, Updates, Versions, VersionVector
+from sync.messages import Grants, SignedUpdate, Updates, Versions, VersionVector
 from sync.protocol import (
     SEALED,
     EnvelopeCodec,
     Established,
+    GrantsReceived,
     HelloCache,
     PeerKeys,
     Role,
@@ -69,6 +70,14 @@ class Replica(Protocol):
 
     def apply_remote(self, entries: Sequence[SignedUpdate], *, via: str) -> ApplyOutcome: ...
 
+    def key_grant(self, doc_id: str) -> bytes | None:
+        """The key grant a peer needs to read the document (None: the document is not encrypted)."""
+        ...
+
+    def accept_grants(self, grants: Sequence[bytes], *, via: str) -> None:
+        """Verify and keep key grants; raises UpdateRejected for a bad one (the others are kept)."""
+        ...
+
 
 class Rejections(Protocol):
     def record(self, peer: str | None, reason: str, detail: str) -> None: ...
@@ -81,6 +90,7 @@ class Connection:
     session: SyncSession
     queue: asyncio.Queue[bytes | None]
     close_link: Callable[[], Awaitable[object]]
+    granted: set[str] = field(default_factory=set)  # encrypted documents whose key grant went out on this link
 
     @property
     def peer_id(self) -> str | None:
@@ -196,7 +206,7 @@ class SyncEngine:
             log.warning("outgoing queue to %s is full; closing the session", conn.peer_id)
             self._close(conn)
 
-    def _send(self, conn: Connection, message: Versions | Updates) -> None:
+    def _send(self, conn: Connection, message: Versions | Updates | Grants) -> None:
         if conn.session.state is SessionState.ESTABLISHED:
             self._enqueue(conn, conn.session.send(message))
 
@@ -224,6 +234,8 @@ class SyncEngine:
                 self._versions_received(conn, event.versions)
             elif isinstance(event, UpdatesReceived):
                 self._updates_received(conn, event.updates)
+            elif isinstance(event, GrantsReceived):
+                self._grants_received(conn, event.grants)
         return session.state is not SessionState.CLOSED
 
     def _established(self, conn: Connection, peer_id: str) -> None:
@@ -251,6 +263,8 @@ class SyncEngine:
             if not versions.want_missing:
                 continue
             missing = self._replica.entries_missing(doc_id, have)
+            if missing and not have:
+                self._send_grant(conn, doc_id)
             for start in range(0, len(missing), MAX_ENTRIES_PER_PUSH):
                 chunk = tuple(missing[start : start + MAX_ENTRIES_PER_PUSH])
                 self._send(conn, Updates(doc_id=doc_id, entries=chunk))
@@ -279,7 +293,34 @@ class SyncEngine:
         if result.stored:
             self.changed.set()
 
+    def _grants_received(self, conn: Connection, grants: Grants) -> None:
+        peer = conn.peer_id
+        assert peer is not None
+        try:
+            self._replica.accept_grants(grants.grants, via=peer)
+        except UpdateRejected as exc:
+            self._rejections.record(peer, exc.reason, exc.message)
+
     # -- outgoing -------------------------------------------------------------------------
+
+    def _send_grant(self, conn: Connection, doc_id: str) -> None:
+        """A peer that holds nothing of an encrypted document first needs its key, once per link."""
+        if doc_id in conn.granted:
+            return
+        grant = self._replica.key_grant(doc_id)
+        if grant is not None:
+            conn.granted.add(doc_id)
+            self._send(conn, Grants(grants=(grant,)))
+
+    def regrant(self, doc_id: str, peers: Sequence[str]) -> None:
+        """Send a document's (new) key grant to these connected peers now (after a share widened it)."""
+        grant = self._replica.key_grant(doc_id)
+        if grant is None:
+            return
+        for peer in peers:
+            for conn in self._connections.get(peer, [])[-1:]:
+                conn.granted.add(doc_id)
+                self._send(conn, Grants(grants=(grant,)))
 
     def push(self, entries: Sequence[SignedUpdate], source: str | None) -> None:
         """Send newly stored entries to every connected entitled peer but the one they came from."""
@@ -296,5 +337,7 @@ class SyncEngine:
                 cursor = self.cursors[peer].get(doc_id, {})
                 fresh = tuple(e for e in doc_entries if e.seq_to > cursor.get(e.author, 0))
                 if fresh:
+                    if not cursor:
+                        self._send_grant(conn, doc_id)
                     self._send(conn, Updates(doc_id=doc_id, entries=fresh))
         self.changed.set()

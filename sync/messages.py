@@ -80,7 +80,20 @@ class Updates:
     entries: tuple[SignedUpdate, ...]
 
 
-Message = Hello | Versions | Updates
+@dataclass(frozen=True)
+class Grants:
+    """Document key grants (`crypto.doc_keys`), sent before a party's first updates of an encrypted document.
+
+    Opaque here: the node verifies them. They travel as a session message, not as an update of
+    the document, because a node needs the key before it can read any update.
+    """
+
+    grants: tuple[bytes, ...]
+
+
+Message = Hello | Versions | Updates | Grants
+MAX_GRANTS_PER_MESSAGE = 1_000
+MAX_GRANT_BYTES = 64 * 1024
 
 
 def encode(message: Message) -> bytes:
@@ -96,6 +109,8 @@ def encode(message: Message) -> bytes:
             body["reply_to"] = b64e(message.reply_to)
     elif isinstance(message, Versions):
         body = {"t": "versions", "docs": message.docs, "complete": message.complete, "want": message.want_missing}
+    elif isinstance(message, Grants):
+        body = {"t": "grants", "grants": [b64e(g) for g in message.grants]}
     else:
         body = {
             "t": "updates",
@@ -169,4 +184,12 @@ def decode(payload: bytes) -> Message:
                 raise RemoteProtocolError("malformed", "bad seq range")
             entries.append(SignedUpdate(doc_id, _str(author, "author"), first, last, b64d(update), b64d(sig)))
         return Updates(doc_id=doc_id, entries=tuple(entries))
+    if kind == "grants":
+        raw_grants = body.get("grants")
+        if not isinstance(raw_grants, list) or not raw_grants or len(raw_grants) > MAX_GRANTS_PER_MESSAGE:
+            raise RemoteProtocolError("malformed", "grants must be a non-empty list")
+        grants = tuple(b64d(g) for g in raw_grants)
+        if any(not g or len(g) > MAX_GRANT_BYTES for g in grants):
+            raise RemoteProtocolError("malformed", "grant too large")
+        return Grants(grants=grants)
     raise RemoteProtocolError("malformed", "unknown message type")

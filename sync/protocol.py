@@ -27,7 +27,7 @@ from crypto.envelope import EnvelopeHeader, OpenedEnvelope, ReplayGuard, open_en
 from crypto.errors import EnvelopeRejected, RejectReason
 from crypto.identity import Identity
 from sync.errors import LocalProtocolError, RemoteProtocolError
-from sync.messages import PROTOCOL_VERSION, Hello, Message, Updates, Versions, decode, encode
+from sync.messages import PROTOCOL_VERSION, Grants, Hello, Message, Updates, Versions, decode, encode
 
 HELLO_STREAM: Final = bytes(16)
 HELLO_MAX_SKEW: Final = 300  # seconds of clock difference tolerated between two nodes
@@ -50,6 +50,7 @@ TRANSITIONS: Final[dict[tuple[SessionState, type[Message]], SessionState]] = {
     (SessionState.AWAITING_HELLO, Hello): SessionState.ESTABLISHED,
     (SessionState.ESTABLISHED, Versions): SessionState.ESTABLISHED,
     (SessionState.ESTABLISHED, Updates): SessionState.ESTABLISHED,
+    (SessionState.ESTABLISHED, Grants): SessionState.ESTABLISHED,
 }
 
 
@@ -75,7 +76,12 @@ class UpdatesReceived:
     updates: Updates
 
 
-Event = Established | VersionsReceived | UpdatesReceived
+@dataclass(frozen=True)
+class GrantsReceived:
+    grants: Grants
+
+
+Event = Established | VersionsReceived | UpdatesReceived | GrantsReceived
 
 
 class EnvelopeCodec(Protocol):
@@ -203,7 +209,7 @@ class SyncSession:
         self._out_seq = -1  # marks the hello as sent
         return self._seal_hello(Hello(nonce=self._nonce, time=int(self._clock())))
 
-    def send(self, message: Versions | Updates) -> bytes:
+    def send(self, message: Versions | Updates | Grants) -> bytes:
         if self.state is not SessionState.ESTABLISHED:
             raise LocalProtocolError("cannot send before the session is established")
         peer = self._known_peer()
@@ -313,9 +319,11 @@ class SyncSession:
             if any(e.doc_id != message.doc_id for e in message.entries):
                 raise RemoteProtocolError("wrong_topic", "entry for another document")
             return [UpdatesReceived(message)]
-        assert isinstance(message, Versions)
         if opened.header.topic:
-            raise RemoteProtocolError("wrong_topic", "versions are session messages")
+            raise RemoteProtocolError("wrong_topic", "versions and grants are session messages")
+        if isinstance(message, Grants):
+            return [GrantsReceived(message)]
+        assert isinstance(message, Versions)
         return [VersionsReceived(message)]
 
     def _expect(self, message: Message, kind: type[Hello]) -> Hello:

@@ -1,0 +1,394 @@
+"""The case index: a plain SQLite projection of the case documents, for lists, filters, "needs action" and search.
+
+A case is a CRDT document, loaded on demand; a node party to 100,000 cases cannot load them all to draw a list.
+So whoever applies a change to a case document also calls `CaseIndex.upsert` in the same write transaction,
+and the projection (`cases`, `cases_fts`, `case_attachments`) never disagrees with the documents on disk.
+
+What makes a case need action, and how old it is, are pure functions of one row and a date (`reasons`, `ageing`):
+the same rules run for one case on its page and for the whole list, and tests pin them with a fixed `today`.
+SQL only narrows the candidates with indexed conditions that are true of every case a rule could pick.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Final
+
+import sqlite_utils
+
+from node.storage import Database
+
+FINAL: Final = ("executed", "refused", "withdrawn", "closed")
+# Statuses in which the requested side owes work on an urgent request.
+_URGENT_REQUESTED_STATUSES: Final = ("sent", "acknowledged", "in_execution", "partially_executed")
+
+CASE_COLUMNS: Final = (
+    "case_id",
+    "doc_id",
+    "kind",
+    "status",
+    "side",
+    "counterpart",
+    "requesting",
+    "requested",
+    "requesting_country",
+    "requested_country",
+    "reference",
+    "counterpart_reference",
+    "urgency",
+    "requested_by",
+    "created_at",
+    "sent_at",
+    "acknowledged_at",
+    "closed_at",
+    "last_action_at",
+    "status_changed_at",
+    "reminded_at",
+    "offences",
+    "measures",
+    "summary",
+    "updated_at",
+)
+_JSON_COLUMNS: Final = ("offences", "measures")
+ATTACHMENT_COLUMNS: Final = (
+    "attachment_id",
+    "blob_id",
+    "sha256",
+    "name",
+    "media_type",
+    "size",
+    "language",
+    "translation",
+    "added_by",
+    "added_at",
+)
+
+# Trigrams cannot match a term shorter than three characters: such terms are matched with LIKE instead.
+_TRIGRAM: Final = 3
+_FTS_TEXT_COLUMNS: Final = ("reference", "counterpart_reference", "summary", "notes", "attachments")
+_ORDER: Final = "ORDER BY (urgency IS 'urgent') DESC, last_action_at DESC, case_id"
+_NOT_FINAL: Final = f"status NOT IN ({', '.join(repr(s) for s in FINAL)})"
+
+
+@dataclass(frozen=True)
+class CaseFilter:
+    """What a list asks for; None means "either way". `q` is what an officer typed, never FTS syntax."""
+
+    status: str | None = None
+    kind: str | None = None
+    counterpart: str | None = None
+    overdue: bool | None = None
+    needs_action: bool | None = None
+    q: str | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class Reminders:
+    """When silence becomes a reason to act: a request unacknowledged after `ack_days` days deserves a reminder,
+    and a deadline within `nearing_days` days deserves attention before it passes."""
+
+    ack_days: int = 10
+    nearing_days: int = 7
+
+
+class CaseIndex:
+    """Reads of the case projection; the one write path is `upsert`, inside the caller's transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        fts_sql = db.query("SELECT sql FROM sqlite_master WHERE name = 'cases_fts'")[0]["sql"]
+        # The migration fell back to a word tokenizer only on builds without trigram: there a term matches words
+        # starting with it, not any substring.
+        self._trigram = "trigram" in fts_sql
+
+    def upsert(
+        self,
+        db: sqlite_utils.Database,
+        row: Mapping[str, Any],
+        *,
+        notes: Sequence[str],
+        attachments: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """Replace everything indexed about one case (its row, its search text, its attachments).
+
+        Takes the caller's `sqlite_utils.Database` because it runs inside the transaction that stores the
+        document change: the projection commits with the change or not at all. An attachment whose blob this
+        node already holds stays `have = 1`, so re-indexing a case never makes the node fetch a blob again.
+        """
+        unknown = set(row) - set(CASE_COLUMNS)
+        if unknown:
+            raise ValueError(f"not columns of cases: {', '.join(sorted(unknown))}")
+        values = {column: row.get(column) for column in CASE_COLUMNS}
+        for column in _JSON_COLUMNS:
+            value = values[column]
+            if value is not None and not isinstance(value, str):
+                values[column] = json.dumps(list(value), ensure_ascii=False)
+        case_id = values["case_id"]
+        if not case_id or not values["doc_id"]:
+            raise ValueError("a case row needs case_id and doc_id")
+        assignments = ", ".join(f"{c} = excluded.{c}" for c in CASE_COLUMNS if c != "case_id")
+        db.execute(
+            f"INSERT INTO cases ({', '.join(CASE_COLUMNS)}) VALUES ({', '.join(':' + c for c in CASE_COLUMNS)}) "
+            f"ON CONFLICT(case_id) DO UPDATE SET {assignments}",
+            values,
+        )
+
+        rowid = _fts_rowid(case_id)
+        held = db.execute("SELECT case_id FROM cases_fts WHERE rowid = ?", (rowid,)).fetchone()
+        if held is not None and held[0] != case_id:  # two case ids whose hashes agree on 64 bits: never seen
+            raise ValueError(f"search index slot of case {case_id} is taken by case {held[0]}")
+        db.execute("DELETE FROM cases_fts WHERE rowid = ?", (rowid,))
+        db.execute(
+            "INSERT INTO cases_fts (rowid, case_id, reference, counterpart_reference, summary, notes, attachments) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                rowid,
+                case_id,
+                values["reference"] or "",
+                values["counterpart_reference"] or "",
+                values["summary"] or "",
+                "\n".join(notes),
+                "\n".join(str(a.get("name") or "") for a in attachments),
+            ),
+        )
+
+        held_blobs: set[str] = set()
+        blob_ids = sorted({str(a["blob_id"]) for a in attachments if a.get("blob_id")})
+        if blob_ids:
+            marks = ", ".join("?" for _ in blob_ids)
+            held_blobs = {
+                r[0]
+                for r in db.execute(
+                    f"SELECT DISTINCT blob_id FROM case_attachments WHERE have = 1 AND blob_id IN ({marks})", blob_ids
+                ).fetchall()
+            }
+        db.execute("DELETE FROM case_attachments WHERE case_id = ?", (case_id,))
+        for attachment in attachments:
+            unknown = set(attachment) - {*ATTACHMENT_COLUMNS, "have"}
+            if unknown:
+                raise ValueError(f"not columns of case_attachments: {', '.join(sorted(unknown))}")
+            if not attachment.get("attachment_id") or not attachment.get("blob_id"):
+                raise ValueError("an attachment needs attachment_id and blob_id")
+            record = {column: attachment.get(column) for column in ATTACHMENT_COLUMNS}
+            record["case_id"] = case_id
+            record["have"] = int(bool(attachment.get("have")) or record["blob_id"] in held_blobs)
+            db.execute(
+                f"INSERT OR REPLACE INTO case_attachments ({', '.join(record)}) "
+                f"VALUES ({', '.join(':' + c for c in record)})",
+                record,
+            )
+
+    def get(self, case_id: str) -> dict[str, Any] | None:
+        rows = self._db.query("SELECT * FROM cases WHERE case_id = ?", (case_id,))
+        return _decoded(rows[0]) if rows else None
+
+    def doc_id(self, case_id: str) -> str | None:
+        """Which document to load for a case: the one lookup that leads from a list row to the CRDT."""
+        rows = self._db.query("SELECT doc_id FROM cases WHERE case_id = ?", (case_id,))
+        return str(rows[0]["doc_id"]) if rows else None
+
+    def search(self, f: CaseFilter, *, today: date, reminders: Reminders) -> list[dict[str, Any]]:
+        """One page of cases matching `f`, urgent first then most recently acted on, each with its
+        `needs_action` reasons and `ageing`.
+
+        `needs_action` is decided by `reasons` in Python, so the page is filled from SQL in growing batches
+        until it is full; with `needs_action=True` the SQL already keeps only possible candidates.
+        """
+        if f.limit <= 0:
+            return []
+        where, params = self._where(f, today, reminders)
+        sql = f"SELECT * FROM cases WHERE {' AND '.join(where) or '1'} {_ORDER} LIMIT ? OFFSET ?"
+        if f.needs_action is None:
+            rows = self._db.query(sql, (*params, f.limit, max(f.offset, 0)))
+            return [_decorated(r, today, reminders) for r in rows]
+
+        page: list[dict[str, Any]] = []
+        skip = max(f.offset, 0)
+        start, batch = 0, max(256, 2 * (f.limit + skip))
+        while True:
+            rows = self._db.query(sql, (*params, batch, start))
+            for row in rows:
+                if bool(reasons(row, today, reminders)) != f.needs_action:
+                    continue
+                if skip:
+                    skip -= 1
+                    continue
+                page.append(_decorated(row, today, reminders))
+                if len(page) == f.limit:
+                    return page
+            if len(rows) < batch:
+                return page
+            start += batch
+            batch *= 2
+
+    def needs_action(self, *, today: date, reminders: Reminders, limit: int = 200) -> list[dict[str, Any]]:
+        """The officer's worklist: every case with at least one reason to act, most pressing first."""
+        return self.search(CaseFilter(needs_action=True, limit=limit), today=today, reminders=reminders)
+
+    def counts(self) -> dict[str, int]:
+        """Cases by status, for the dashboard's tabs (served by the status index, no table scan)."""
+        rows = self._db.query("SELECT status, count(*) AS n FROM cases GROUP BY status")
+        return {str(r["status"]): int(r["n"]) for r in rows}
+
+    def missing_blobs(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Attachments whose blob this node has not stored yet, oldest first, with the case's parties:
+        what the blob fetcher asks peers for."""
+        return self._db.query(
+            "SELECT a.*, c.doc_id, c.counterpart, c.requesting, c.requested FROM case_attachments a "
+            "JOIN cases c ON c.case_id = a.case_id WHERE a.have = 0 ORDER BY a.added_at, a.attachment_id LIMIT ?",
+            (limit,),
+        )
+
+    def mark_blob(self, blob_id: str, have: bool) -> None:
+        """Record that a blob is (or is no longer) stored here, for every attachment that names it."""
+        with self._db.write() as db:
+            db.execute("UPDATE case_attachments SET have = ? WHERE blob_id = ?", (int(have), blob_id))
+
+    def attachments(self, case_id: str) -> list[dict[str, Any]]:
+        return self._db.query(
+            "SELECT * FROM case_attachments WHERE case_id = ? ORDER BY added_at, attachment_id", (case_id,)
+        )
+
+    def _where(self, f: CaseFilter, today: date, reminders: Reminders) -> tuple[list[str], list[Any]]:
+        where: list[str] = []
+        params: list[Any] = []
+        for column in ("status", "kind", "counterpart"):
+            value = getattr(f, column)
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        overdue = f"(requested_by < ? AND {_NOT_FINAL})"
+        if f.overdue is True:
+            where.append(overdue)
+            params.append(today.isoformat())
+        elif f.overdue is False:
+            where.append(f"NOT coalesce({overdue}, 0)")
+            params.append(today.isoformat())
+        if f.needs_action:
+            # Every rule needs an open case and one of these; `reasons` then decides exactly.
+            where.append(
+                f"{_NOT_FINAL} AND (status = 'sent' OR requested_by <= ? OR urgency = 'urgent' "
+                "OR reminded_at IS NOT NULL)"
+            )
+            params.append((today + timedelta(days=reminders.nearing_days)).isoformat())
+        if f.q is not None and f.q.strip():
+            match, likes, like_params = self._text_conditions(f.q)
+            conditions = (["cases_fts MATCH ?"] if match else []) + likes
+            where.append(f"case_id IN (SELECT case_id FROM cases_fts WHERE {' AND '.join(conditions)})")
+            params.extend(([match] if match else []) + like_params)
+        return where, params
+
+    def _text_conditions(self, q: str) -> tuple[str | None, list[str], list[Any]]:
+        """Turn what an officer typed into an FTS query that cannot be a syntax error.
+
+        Each whitespace-separated term is quoted as a phrase (so `AND`, `*`, `NEAR(` and quotes are just text)
+        and all terms must match. Terms too short for a trigram are matched with LIKE over the same columns.
+        """
+        phrases: list[str] = []
+        likes: list[str] = []
+        like_params: list[Any] = []
+        for term in q.split():
+            if len(term) >= _TRIGRAM or not self._trigram:
+                phrase = '"' + term.replace('"', '""') + '"'
+                phrases.append(phrase if self._trigram else phrase + " *")
+            else:
+                pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                likes.append("(" + " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in _FTS_TEXT_COLUMNS) + ")")
+                like_params.extend([pattern] * len(_FTS_TEXT_COLUMNS))
+        return (" ".join(phrases) or None), likes, like_params
+
+
+def ageing(row: Mapping[str, Any], today: date) -> dict[str, Any]:
+    """How long a case has waited and how its deadline stands, in whole days as of `today`.
+
+    Timestamps count by their calendar date (UTC as stored). A closed case is never overdue and has no days
+    left: its deadline no longer asks anything of anyone.
+    """
+    sent = _day(row.get("sent_at"))
+    last_action = _day(row.get("last_action_at"))
+    due = _day(row.get("requested_by"))
+    open_ = row.get("status") not in FINAL
+    overdue = open_ and due is not None and due < today
+    return {
+        "days_since_sent": (today - sent).days if sent else None,
+        "days_since_last_action": (today - last_action).days if last_action else None,
+        "overdue": overdue,
+        "days_overdue": (today - due).days if overdue and due else None,
+        "days_left": (due - today).days if open_ and due and not overdue else None,
+    }
+
+
+def reasons(row: Mapping[str, Any], today: date, reminders: Reminders) -> list[str]:
+    """Why a case needs this node's action today (empty when it does not), in a fixed order."""
+    status, side = row.get("status"), row.get("side")
+    if status in FINAL:
+        return []
+    found: list[str] = []
+    if side == "requested" and status == "sent":
+        found.append("awaiting_my_acknowledgement")
+    due = _day(row.get("requested_by"))
+    if due is not None and due < today:
+        found.append("overdue")
+    if due is not None and today <= due <= today + timedelta(days=reminders.nearing_days):
+        found.append("due_soon")
+    if row.get("urgency") == "urgent" and (
+        (side == "requested" and status in _URGENT_REQUESTED_STATUSES) or (side == "requesting" and status == "draft")
+    ):
+        found.append("urgent")
+    sent = _day(row.get("sent_at"))
+    if side == "requesting" and status == "sent" and sent is not None and (today - sent).days > reminders.ack_days:
+        found.append("no_acknowledgement")
+    reminded, changed = _instant(row.get("reminded_at")), _instant(row.get("status_changed_at"))
+    if reminded is not None and (changed is None or reminded > changed):
+        found.append("reminder_received")
+    return found
+
+
+def _fts_rowid(case_id: str) -> int:
+    """The search row of a case, derived from its id: stable across VACUUM (unlike the implicit rowid of
+    `cases`), and found without scanning the FTS table (its `case_id` column cannot be indexed)."""
+    return int.from_bytes(hashlib.sha256(case_id.encode()).digest()[:8], "big", signed=True)
+
+
+def _day(value: Any) -> date | None:
+    """The calendar date of a stored date or timestamp; None if absent or unreadable (a peer's bad value must
+    not break the list)."""
+    if not isinstance(value, str) or len(value) < 10:
+        return None
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+
+
+def _instant(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _decoded(row: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    for column in _JSON_COLUMNS:
+        try:
+            out[column] = json.loads(out[column]) if out.get(column) else []
+        except ValueError:
+            out[column] = []
+    return out
+
+
+def _decorated(row: Mapping[str, Any], today: date, reminders: Reminders) -> dict[str, Any]:
+    out = _decoded(row)
+    out["needs_action"] = reasons(row, today, reminders)
+    out["ageing"] = ageing(row, today)
+    return out

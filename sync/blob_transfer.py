@@ -1,0 +1,233 @@
+"""Signed blob requests: how a node proves to a peer that it is the one asking for an attachment.
+
+Pure functions and one checker with an injectable clock; no I/O (the HTTP side is
+`sync.blob_transport`). A request is a token in `Authorization: SJBLOB <token>`:
+
+    base64url(JSON) "." base64url(Ed25519 signature over b"seajust-blob-request-v1\\n" + JSON)
+
+where the JSON is `{"v": 1, "from": requester, "to": holder, "blob": id, "time": unix seconds,
+"nonce": 16 random bytes, base64url}`. The signature covers the exact JSON bytes sent, so the
+checker never re-serialises anything. Binding `to` and `blob` means a token captured on the way
+to one node, or for one blob, is worthless for any other; `time` and `nonce` make it usable once,
+within `max_skew` seconds. The blob itself is already encrypted with the case's key, so this
+check decides only which trusted node may copy the ciphertext, not who can read it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import heapq
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+from crypto.errors import CryptoError, SignatureInvalid
+from crypto.identity import SIGNATURE_SIZE, Identity, verify_signature
+from sync.errors import LocalProtocolError
+
+SCHEME: Final = "SJBLOB"
+VERSION: Final = 1
+NONCE_BYTES: Final = 16
+MAX_SKEW: Final = 300.0  # seconds of clock difference tolerated between two nodes, as for a sync hello
+MAX_HEADER: Final = 2048  # a genuine header is about 400 characters
+NONCE_MEMORY: Final = 100_000
+MAX_TIME: Final = 2**53  # keeps `time - now` exact in float arithmetic
+_DOMAIN: Final = b"seajust-blob-request-v1\n"
+_KEYS: Final = frozenset({"v", "from", "to", "blob", "time", "nonce"})
+_BLOB_ID: Final = re.compile(r"[0-9a-f]{64}")
+_B64URL: Final = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def is_blob_id(text: object) -> bool:
+    """A blob ID is exactly 64 lowercase hex digits (a SHA-256); nothing else is ever looked up."""
+    return isinstance(text, str) and _BLOB_ID.fullmatch(text) is not None
+
+
+class BlobRejectReason(enum.StrEnum):
+    """Why a blob request was refused; short, stable strings safe to log and to count."""
+
+    MALFORMED = "malformed"
+    UNTRUSTED_SENDER = "untrusted_sender"
+    BAD_SIGNATURE = "bad_signature"
+    WRONG_RECIPIENT = "wrong_recipient"
+    WRONG_BLOB = "wrong_blob"
+    EXPIRED = "expired"
+    REPLAY = "replay"
+
+
+class BlobRequestRejected(CryptoError):
+    """A request for an attachment was refused: it was not signed by a trusted node for this node and this
+    attachment, or it was too old or already used."""
+
+    reason: BlobRejectReason
+    detail: str
+    peer: str | None
+
+    def __init__(self, reason: BlobRejectReason, detail: str = "", *, peer: str | None = None) -> None:
+        # Fixed, code-written details only; the claimed sender is kept apart for the rejection log.
+        super().__init__(f"blob request rejected: {reason.value}" + (f" ({detail})" if detail else ""))
+        self.reason = reason
+        self.detail = detail
+        self.peer = peer
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_rejection, (self.reason, self.detail, self.peer))
+
+
+def _rebuild_rejection(reason: BlobRejectReason, detail: str, peer: str | None) -> BlobRequestRejected:
+    return BlobRequestRejected(reason, detail, peer=peer)
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64url(text: str) -> bytes | None:
+    """Strict: URL-safe alphabet, no padding, canonical encoding only."""
+    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+        return None
+    try:
+        data = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return data if _b64url(data) == text else None
+
+
+def make_blob_request(
+    me: Identity,
+    *,
+    holder_id: str,
+    blob_id: str,
+    now: float,
+    rng: Callable[[int], bytes] = os.urandom,
+) -> str:
+    """The `Authorization` header value asking node `holder_id` for `blob_id`; use it for one request only."""
+    if not is_blob_id(blob_id):
+        raise LocalProtocolError("a blob ID must be 64 lowercase hex digits")
+    nonce = rng(NONCE_BYTES)
+    if len(nonce) != NONCE_BYTES:
+        raise LocalProtocolError("the nonce source gave the wrong number of bytes")
+    body = {
+        "v": VERSION,
+        "from": me.node_id,
+        "to": holder_id,
+        "blob": blob_id,
+        "time": int(now),
+        "nonce": _b64url(nonce),
+    }
+    payload = json.dumps(body, sort_keys=True, separators=(",", ":")).encode("ascii")
+    signature = me.sign(_DOMAIN + payload)
+    return f"{SCHEME} {_b64url(payload)}.{_b64url(signature)}"
+
+
+def _parse(header: str) -> tuple[dict[str, Any], bytes, bytes]:
+    """Split and decode a header into (fields, signed JSON bytes, signature); `malformed` if anything is off."""
+
+    def malformed(detail: str) -> BlobRequestRejected:
+        return BlobRequestRejected(BlobRejectReason.MALFORMED, detail)
+
+    if not isinstance(header, str) or len(header) > MAX_HEADER:
+        raise malformed("header missing or too long")
+    scheme, _, token = header.partition(" ")
+    if scheme != SCHEME:
+        raise malformed(f"not an {SCHEME} header")
+    body_text, dot, sig_text = token.partition(".")
+    payload = _unb64url(body_text)
+    signature = _unb64url(sig_text) if dot else None
+    if payload is None or signature is None or len(signature) != SIGNATURE_SIZE:
+        raise malformed("token is not base64url JSON and a signature")
+    try:
+        fields = json.loads(payload)
+    except (UnicodeDecodeError, ValueError):
+        raise malformed("token body is not JSON") from None
+    if not isinstance(fields, dict) or set(fields) != _KEYS:
+        raise malformed("token fields are wrong")
+    if type(fields["v"]) is not int or fields["v"] != VERSION:
+        raise malformed("unsupported token version")
+    if not all(isinstance(fields[k], str) for k in ("from", "to", "blob", "nonce")) or type(fields["time"]) is not int:
+        raise malformed("token field of the wrong type")
+    if not 0 <= fields["time"] <= MAX_TIME:
+        raise malformed("token time out of range")
+    nonce = _unb64url(fields["nonce"])
+    if nonce is None or len(nonce) != NONCE_BYTES:
+        raise malformed("nonce has the wrong length")
+    return fields, payload, signature
+
+
+class BlobRequestChecker:
+    """Checks blob requests arriving at node `me_id`; one per node, as it remembers nonces across requests.
+
+    `sign_key_of` maps a trusted peer's node ID to its signing key, None for anyone else. A nonce
+    is remembered while its token could still pass the time check (until `time + max_skew`, at
+    most 2 * max_skew after it is first seen). Only tokens signed by a trusted node are remembered,
+    and memory is bounded: beyond `limit` live nonces the oldest-dated is dropped and every token
+    dated no later than it is refused from then on, so dropping one never re-opens a replay.
+    """
+
+    def __init__(
+        self,
+        me_id: str,
+        sign_key_of: Callable[[str], bytes | None],
+        *,
+        max_skew: float = MAX_SKEW,
+        clock: Callable[[], float] = time.time,
+        limit: int = NONCE_MEMORY,
+    ) -> None:
+        self._me_id = me_id
+        self._sign_key_of = sign_key_of
+        self._max_skew = max_skew
+        self._clock = clock
+        self._limit = limit
+        self._seen: set[tuple[str, str]] = set()
+        self._live: list[tuple[int, tuple[str, str]]] = []  # heap of (token time, key), oldest first
+        self._floor: int | None = None  # tokens dated at or before this are refused (see above)
+
+    def check(self, header: str, blob_id: str) -> str:
+        """Return the requesting node's ID, or raise `BlobRequestRejected`."""
+        fields, payload, signature = _parse(header)
+        sender: str = fields["from"]
+        sign_key = self._sign_key_of(sender)
+        if sign_key is None:
+            raise BlobRequestRejected(BlobRejectReason.UNTRUSTED_SENDER, "not a trusted node", peer=sender)
+        try:
+            verify_signature(sign_key, signature, _DOMAIN + payload)
+        except SignatureInvalid:
+            raise BlobRequestRejected(
+                BlobRejectReason.BAD_SIGNATURE, "signature does not verify", peer=sender
+            ) from None
+        # Everything below is signed by a trusted node, so it is safe to act on and to remember.
+        if fields["to"] != self._me_id:
+            raise BlobRequestRejected(BlobRejectReason.WRONG_RECIPIENT, "token is for another node", peer=sender)
+        if fields["blob"] != blob_id:
+            raise BlobRequestRejected(BlobRejectReason.WRONG_BLOB, "token is for another blob", peer=sender)
+        now = self._clock()
+        issued: int = fields["time"]
+        if abs(issued - now) > self._max_skew:
+            raise BlobRequestRejected(
+                BlobRejectReason.EXPIRED,
+                "token too old, or the clocks differ by more than the allowed skew",
+                peer=sender,
+            )
+        if not self._remember(sender, fields["nonce"], issued, now):
+            raise BlobRequestRejected(BlobRejectReason.REPLAY, "token used before", peer=sender)
+        return sender
+
+    def _remember(self, sender: str, nonce: str, issued: int, now: float) -> bool:
+        # A token stops being acceptable once now > issued + max_skew; its nonce can be forgotten then.
+        while self._live and self._live[0][0] < now:
+            self._seen.discard(heapq.heappop(self._live)[1])
+        key = (sender, nonce)
+        if key in self._seen or (self._floor is not None and issued <= self._floor):
+            return False
+        self._seen.add(key)
+        heapq.heappush(self._live, (issued, key))
+        while len(self._seen) > self._limit:
+            dropped_time, dropped = heapq.heappop(self._live)
+            self._seen.discard(dropped)
+            self._floor = dropped_time if self._floor is None else max(self._floor, dropped_time)
+        return True
