@@ -154,9 +154,11 @@ def add_routes(app: web.Application) -> None:
     app.router.add_patch("/api/v1/contacts/{contact_id}", update_contact)
     app.router.add_delete("/api/v1/contacts/{contact_id}", delete_contact)
     app.router.add_get("/api/v1/sync", sync_status)
-    from node.api_profiles import add_profile_routes  # here: it imports this module
+    from node.api_cases import add_case_routes  # here: they import this module
+    from node.api_profiles import add_profile_routes
 
     add_profile_routes(app)
+    add_case_routes(app)
 
 
 __all__ = ["Node", "add_routes", "auth_middleware", "error_middleware"]

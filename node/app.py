@@ -10,13 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import aiohttp
 from aiohttp import web
 
+from node import blob_sync
 from node.api import add_routes, auth_middleware, error_middleware
+from node.policy import is_case
 from node.runtime import NODE_KEY, Node
+from sync.blob_transfer import BlobRequestChecker
+from sync.blob_transport import BLOB_PATH, blob_handler
+from sync.messages import SignedUpdate
 from sync.transport import SYNC_PATH, Dialer, websocket_handler
 
 log = logging.getLogger(__name__)
@@ -60,7 +65,15 @@ async def _sync_ctx(app: web.Application) -> AsyncIterator[None]:
     http = aiohttp.ClientSession()
     node.dialer = Dialer(node.engine, http)
     node.peers_changed()
+    wake_fetcher = asyncio.Event()
+
+    def case_stored(entries: Sequence[SignedUpdate], source: str | None) -> None:
+        if source is not None and any(is_case(e.doc_id) for e in entries):
+            wake_fetcher.set()
+
+    node.store.on_stored(case_stored)
     tasks = [
+        asyncio.create_task(blob_sync.run(node, http, wake_fetcher)),
         asyncio.create_task(_every(WATCH_INTERVAL, _watcher(node), "peer watcher")),
         asyncio.create_task(_every(FLUSH_INTERVAL, node.flush_sync_state, "flush")),
         asyncio.create_task(_every(COMPACT_INTERVAL, _compactor(node), "compaction")),
@@ -86,11 +99,25 @@ async def _close_sessions(app: web.Application) -> None:
     await asyncio.sleep(0)
 
 
+def _blob_handler(node: Node) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    def may_fetch(peer_id: str, blob_id: str) -> bool:
+        owner = node.cases.blob_owner(blob_id)
+        return owner is not None and peer_id in node.case_keys.roles(owner[0])
+
+    return blob_handler(
+        BlobRequestChecker(node.node_id, node.peers.sign_key),
+        may_fetch=may_fetch,
+        blob_path=lambda blob_id: node.blobs.path(blob_id) if node.blobs.has(blob_id) else None,
+        rejections=node.rejections.record,
+    )
+
+
 def create_app(node: Node) -> web.Application:
     app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=2 * 1024 * 1024)
     app[NODE_KEY] = node
     add_routes(app)
     app.router.add_get(SYNC_PATH, websocket_handler(node.engine))  # type: ignore[arg-type]
+    app.router.add_get(BLOB_PATH, _blob_handler(node))
     app.cleanup_ctx.append(_sync_ctx)
     app.on_shutdown.append(_close_sessions)
     return app

@@ -117,6 +117,12 @@ def _sides(roles: Mapping[str, str]) -> dict[str, str]:
     return {node: (role if role in (ROLE_REQUESTING, ROLE_REQUESTED) else ROLE_SHARED) for node, role in roles.items()}
 
 
+def _listed(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A projection row as the API lists it: named like the full case (`id`), internals left out."""
+    out = {k: v for k, v in row.items() if k not in ("case_id", "doc_id", "updated_at")}
+    return {"id": row["case_id"], **out}
+
+
 class Cases:
     def __init__(
         self,
@@ -245,10 +251,10 @@ class Cases:
         return out
 
     def search(self, filters: CaseFilter) -> list[dict[str, Any]]:
-        return self.index.search(filters, today=self._today(), reminders=self.reminders)
+        return [_listed(r) for r in self.index.search(filters, today=self._today(), reminders=self.reminders)]
 
     def needs_action(self) -> list[dict[str, Any]]:
-        return self.index.needs_action(today=self._today(), reminders=self.reminders)
+        return [_listed(r) for r in self.index.needs_action(today=self._today(), reminders=self.reminders)]
 
     # -- the projection -------------------------------------------------------------------
 

@@ -123,7 +123,7 @@ class DocumentStore:
         self._clock = clock
         self._encrypted = encrypted
         self._keys = keys
-        self._check_remote = check_remote
+        self.check_remote = check_remote
         self._max_loaded = max_loaded
         self._versions: dict[str, VersionVector] = {}
         self._docs: OrderedDict[str, _Held] = OrderedDict()
@@ -339,7 +339,7 @@ class DocumentStore:
         self, entries: Sequence[SignedUpdate], plain: dict[SignedUpdate, bytes]
     ) -> dict[str, CrdtDocument]:
         """Apply each entry to a trial copy and let the document's rules judge it; the checked copies."""
-        if self._check_remote is None:
+        if self.check_remote is None:
             return {}
         trials: dict[str, CrdtDocument] = {}
         for entry in entries:
@@ -352,7 +352,7 @@ class DocumentStore:
                 trial.apply(plain[entry])
             except CrdtError as exc:
                 raise UpdateRejected("malformed_update", "update cannot be applied") from exc
-            self._check_remote(entry.doc_id, entry.author, before, trial)
+            self.check_remote(entry.doc_id, entry.author, before, trial)
             trials[entry.doc_id] = trial
         return trials
 

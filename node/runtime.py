@@ -18,11 +18,16 @@ from aiohttp import web
 from crypto.card import make_card
 from crypto.identity import Identity
 from crypto.keystore import load_keyfile
+from node.blobs import BlobStore
+from node.case_index import CaseIndex
+from node.case_keys import CaseKeys
+from node.cases import Cases
 from node.config import NodeConfig, NodeHome
 from node.directory import Directory
 from node.documents import DocumentStore, utc_now
+from node.errors import NotFound
 from node.peers import Peer, PeerRegistry
-from node.policy import entitled, may_write
+from node.policy import Policy
 from node.profiles import Profiles
 from node.rejections import RejectionLog
 from node.storage import Database
@@ -44,6 +49,10 @@ class Node:
     profiles: Profiles
     rejections: RejectionLog
     engine: SyncEngine
+    policy: Policy
+    case_keys: CaseKeys
+    cases: Cases
+    blobs: BlobStore
     dialer: Dialer | None = None
     last_seen: dict[str, str] = field(default_factory=dict)
 
@@ -82,7 +91,7 @@ class Node:
         cursors = self.engine.cursors.get(peer_id, {})
         total = 0
         for doc_id in self.store.doc_ids():
-            if not entitled(doc_id, peer_id):
+            if not self.policy.entitled(doc_id, peer_id):
                 continue
             have = cursors.get(doc_id, {})
             for author, seq in self.store.versions(doc_id).items():
@@ -150,15 +159,58 @@ def open_node(home_path: Path, passphrase: str) -> Node:
     db = Database(home.database, secrets.db_key)
     identity = secrets.identity
     peers = PeerRegistry(db, identity.node_id)
-    store = DocumentStore(db, identity, author_key=peers.sign_key, may_write=may_write)
+
+    def kx_key(node_id: str) -> bytes | None:
+        keys = peers.keys(node_id)
+        return keys.kx_key if keys else None
+
+    case_keys = CaseKeys(db, identity, sign_key_of=peers.sign_key, kx_key_of=kx_key)
+    case_keys.load()
+    policy = Policy(case_keys.roles)
+    store = DocumentStore(
+        db,
+        identity,
+        author_key=peers.sign_key,
+        may_write=policy.may_write,
+        encrypted=policy.encrypted,
+        keys=case_keys,
+    )
     store.load()
+    blobs = BlobStore(home.path / "blobs")
+    profiles = Profiles(store, identity.node_id, config.country)
+
+    def profile_of(country: str) -> dict[str, Any] | None:
+        try:
+            return profiles.get(country)
+        except NotFound:
+            return None
+
+    def peer_info(node_id: str) -> dict[str, Any] | None:
+        peer = peers.get(node_id)
+        return {"name": peer.name, "country": peer.country, "role": peer.role} if peer else None
+
+    cases = Cases(
+        db,
+        store,
+        case_keys,
+        CaseIndex(db),
+        blobs,
+        identity,
+        country=config.country,
+        name=config.name,
+        peer_info=peer_info,
+        sign_key_of=peers.sign_key,
+        profile_of=profile_of,
+    )
+    store.check_remote = cases.check_remote
+    store.add_indexer(cases.reindex)
     rejections = RejectionLog(db)
     node_holder: list[Node] = []
     engine = SyncEngine(
         identity,
         store,
         peer_keys=peers.keys,
-        entitled=entitled,
+        entitled=policy.entitled,
         rejections=rejections,
         on_synced=lambda peer: node_holder[0].note_synced(peer) if node_holder else None,
     )
@@ -171,10 +223,15 @@ def open_node(home_path: Path, passphrase: str) -> Node:
         store=store,
         peers=peers,
         directory=Directory(store, identity.node_id, config.country),
-        profiles=Profiles(store, identity.node_id, config.country),
+        profiles=profiles,
         rejections=rejections,
         engine=engine,
+        policy=policy,
+        case_keys=case_keys,
+        cases=cases,
+        blobs=blobs,
     )
+    cases.on_shared = lambda doc_id, node_id: engine.regrant(doc_id, [node_id])
     node_holder.append(node)
     node.load_cursors()
     return node

@@ -244,7 +244,8 @@ def replay(entries: Sequence[Mapping[str, Any]], sides: Mapping[str, str]) -> Ca
     `sides`, node id -> side) may make it; a conversion only if `check_conversion` allows it. Anything
     else, including malformed entries, is recorded in `conflicts` and changes nothing: the history is
     append-only, so a losing concurrent change stays visible rather than being silently dropped.
-    Raises `HistoryInvalid` if there is no created entry to start from.
+    Raises `HistoryInvalid` if there is no created entry to start from; if there are several (a damaged
+    history, which `case_history.verify_chain` reports), the first in causal order counts.
     """
     ordered = case_history.causal_order(entries)
     created = _find_created(ordered)

@@ -219,7 +219,7 @@ class BlobRequestChecker:
 
     def _remember(self, sender: str, nonce: str, issued: int, now: float) -> bool:
         # A token stops being acceptable once now > issued + max_skew; its nonce can be forgotten then.
-        while self._live and self._live[0][0] < now:
+        while self._live and self._live[0][0] + self._max_skew < now:
             self._seen.discard(heapq.heappop(self._live)[1])
         key = (sender, nonce)
         if key in self._seen or (self._floor is not None and issued <= self._floor):

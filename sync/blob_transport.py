@@ -102,10 +102,12 @@ def blob_handler(
             log.info("refused blob request from %s: %s (%s)", exc.peer or "unknown node", exc.reason.value, exc.detail)
             rejections(exc.peer, exc.reason.value, exc.detail)
             return _json_error(401, _REFUSED, {"WWW-Authenticate": SCHEME})
+        if not is_blob_id(blob_id):  # signed by a trusted node, but no blob is named like that
+            return _json_error(404, "this node does not hold that attachment")
         if not may_fetch(requester, blob_id):
             log.warning("node %s asked for blob %s of a case it is not a party to", requester, blob_id)
             return _json_error(403, "this node may not fetch that attachment")
-        path = blob_path(blob_id) if is_blob_id(blob_id) else None
+        path = blob_path(blob_id)
         if path is None:
             return _json_error(404, "this node does not hold that attachment")
         log.info("sending blob %s to %s", blob_id, requester)

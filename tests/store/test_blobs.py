@@ -83,8 +83,8 @@ def test_put_writes_through_a_fsynced_temp_file_then_renames(store: BlobStore, m
         synced.append(fd)
         real_fsync(fd)
 
-    monkeypatch.setattr(node.blobs.os, "replace", record_replace)
-    monkeypatch.setattr(node.blobs.os, "fsync", record_fsync)
+    monkeypatch.setattr(os, "replace", record_replace)
+    monkeypatch.setattr(os, "fsync", record_fsync)
     store.put(DATA)
     assert [dst for _, dst in replaced] == [store.root / DATA_ID[:2] / DATA_ID]
     assert len(synced) >= 3  # the file, the new fan-out directory's parent, and the fan-out directory
@@ -95,7 +95,7 @@ def test_a_failed_put_leaves_no_blob_and_no_temp_file(store: BlobStore, monkeypa
     def fail(src: Path, dst: Path) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(node.blobs.os, "replace", fail)
+    monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(OSError, match="disk full"):
         store.put(DATA)
     assert not store.has(DATA_ID)

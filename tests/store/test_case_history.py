@@ -323,8 +323,8 @@ def test_an_entry_after_an_unknown_entry_still_appears_after_its_known_parents()
 
 
 def test_causal_order_survives_a_forged_cycle() -> None:
-    x = {"id": "1" * 64, "prev": ["2" * 64], "type": "note", "at": at(2)}
-    y = {"id": "2" * 64, "prev": ["1" * 64], "type": "note", "at": at(1)}
+    x: dict[str, Any] = {"id": "1" * 64, "prev": ["2" * 64], "type": "note", "at": at(2)}
+    y: dict[str, Any] = {"id": "2" * 64, "prev": ["1" * 64], "type": "note", "at": at(1)}
     ordered = ch.causal_order([x, y, created()])
     assert len(ordered) == 3
     assert ch.causal_order([y, x]) == [y, x]  # released at its earliest entry
@@ -352,7 +352,7 @@ def test_an_intact_history_verifies() -> None:
 
 
 def diamond_head(history: list[dict[str, Any]]) -> str:
-    return next(e["id"] for e in history if e["type"] == "transition" and e["to"] == "acknowledged")
+    return str(next(e["id"] for e in history if e["type"] == "transition" and e["to"] == "acknowledged"))
 
 
 def _problems(report: ch.ChainReport) -> list[str]:

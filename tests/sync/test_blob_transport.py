@@ -562,3 +562,14 @@ async def test_a_blob_already_held_is_not_fetched(
     await fetch(http, bob_url, requester_store, ident)
     assert holder.asked == [] and holder.rejections == []
     assert temp_files(requester_store) == []
+
+
+async def test_a_signed_request_for_a_malformed_id_is_404_without_asking_about_the_case(
+    holder: Holder, bob_url: str, http: aiohttp.ClientSession
+) -> None:
+    bad = "A" * 64  # an uppercase alias: never a blob ID
+    url = bob_url.rstrip("/") + BLOB_PATH.format(blob_id=bad)
+    header = signed(good_fields(blob=bad, time=int(time.time())))
+    async with http.get(url, headers={"Authorization": header}) as resp:
+        assert resp.status == 404
+    assert holder.asked == [] and holder.rejections == []

@@ -1,0 +1,211 @@
+"""Case records between real node processes on loopback: shared by the two parties only, end to end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nodeproc import ApiError, NodeProc, introduce, node_env, wait_until
+
+pytestmark = pytest.mark.processes
+
+SECRET_SUMMARY = "Laundering through Zephyrine Holdings account 7731-QX-BANANA"
+SECRET_NOTE = "Witness Porntip Quasarwell will testify on 3 March"
+SECRET_FILE = b"%PDF-1.4 bank statement of Zephyrine Holdings QUOKKA-99187\n" + bytes(range(256)) * 4000
+
+
+def new_case(requesting: NodeProc, requested: NodeProc, **extra: Any) -> dict[str, Any]:
+    body = {
+        "kind": "mla",
+        "counterpart": requested.node_id,
+        "reference": "OAG-2026-117",
+        "summary": SECRET_SUMMARY,
+        "offences": ["money_laundering", "fraud"],
+        "measures": ["bank_records"],
+        "urgency": "normal",
+        "requested_by": "2027-06-30",
+        "legal_basis": ["asean_mlat"],
+        "languages": ["en"],
+        **extra,
+    }
+    case = requesting.api("POST", "/api/v1/cases", body)
+    assert isinstance(case, dict)
+    return case
+
+
+def case_on(node: NodeProc, case_id: str) -> dict[str, Any] | None:
+    try:
+        found = node.api("GET", f"/api/v1/cases/{case_id}")
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    assert isinstance(found, dict)
+    return found
+
+
+def status_on(node: NodeProc, case_id: str) -> str | None:
+    case = case_on(node, case_id)
+    return None if case is None else str(case["status"])
+
+
+def move(node: NodeProc, case_id: str, to: str, reason: str = "") -> dict[str, Any]:
+    result = node.api("POST", f"/api/v1/cases/{case_id}/transitions", {"to": to, "reason": reason})
+    assert isinstance(result, dict)
+    return result
+
+
+def upload(node: NodeProc, case_id: str, name: str, data: bytes, media_type: str = "application/pdf") -> Any:
+    query = urllib.parse.urlencode({"name": name, "language": "en"})
+    request = urllib.request.Request(f"{node.url}/api/v1/cases/{case_id}/attachments?{query}", data=data, method="POST")
+    request.add_header("Authorization", f"Bearer {node.token}")
+    request.add_header("Content-Type", media_type)
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        import json
+
+        return json.loads(resp.read())
+
+
+def download(node: NodeProc, case_id: str, attachment_id: str) -> bytes:
+    request = urllib.request.Request(f"{node.url}/api/v1/cases/{case_id}/attachments/{attachment_id}")
+    request.add_header("Authorization", f"Bearer {node.token}")
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        data: bytes = resp.read()
+        return data
+
+
+import urllib.parse  # noqa: E402
+
+
+def test_case_round_trip_between_two_authorities(make_node) -> None:  # type: ignore[no-untyped-def]
+    th = make_node("Thailand", "TH")
+    vn = make_node("Viet Nam", "VN")
+    introduce(th, vn)
+    th.start()
+    vn.start()
+
+    case = new_case(th, vn)
+    assert case["status"] == "draft"
+    assert case["side"] == "requesting"
+    case_id = case["id"]
+    wait_until(lambda: case_on(vn, case_id) is not None, what="the case to reach Viet Nam")
+    seen = case_on(vn, case_id)
+    assert seen is not None
+    assert (seen["id"], seen["status"], seen["summary"]) == (case_id, "draft", SECRET_SUMMARY)
+    assert seen["side"] == "requested"
+    assert seen["references"]["requesting"] == "OAG-2026-117"
+
+    # Only the requested side acknowledges; only the requesting side sends.
+    with pytest.raises(ApiError) as refused:
+        move(vn, case_id, "sent")
+    assert refused.value.status == 409
+    move(th, case_id, "sent")
+    wait_until(lambda: status_on(vn, case_id) == "sent", what="sent to reach Viet Nam")
+    assert any(row["id"] == case_id for row in vn.api("GET", "/api/v1/cases?needs_action=true"))
+    with pytest.raises(ApiError) as refused:
+        move(th, case_id, "acknowledged")
+    assert refused.value.status == 409
+    move(vn, case_id, "acknowledged")
+    wait_until(lambda: status_on(th, case_id) == "acknowledged", what="the acknowledgement to reach Thailand")
+
+    vn.api("PATCH", f"/api/v1/cases/{case_id}", {"reference": "MPS-VN-88"})
+    move(vn, case_id, "in_execution")
+    move(vn, case_id, "executed", "bank records produced")
+    wait_until(lambda: status_on(th, case_id) == "executed", what="executed to reach Thailand")
+    th_view = case_on(th, case_id)
+    assert th_view is not None
+    assert th_view["references"] == {"requesting": "OAG-2026-117", "requested": "MPS-VN-88"}
+    move(th, case_id, "closed")
+    wait_until(lambda: status_on(vn, case_id) == "closed", what="closed to reach Viet Nam")
+    for node in (th, vn):
+        report = node.api("GET", f"/api/v1/cases/{case_id}/verify")
+        assert report["ok"], report
+    listed = th.api("GET", "/api/v1/cases?q=Zephyrine")
+    assert [row["id"] for row in listed] == [case_id]
+
+
+def test_concurrent_notes_on_both_sides_survive(make_node) -> None:  # type: ignore[no-untyped-def]
+    th = make_node("Thailand", "TH")
+    vn = make_node("Viet Nam", "VN")
+    introduce(th, vn)
+    th.start()
+    vn.start()
+    case_id = new_case(th, vn)["id"]
+    wait_until(lambda: case_on(vn, case_id) is not None, what="the case to reach Viet Nam")
+    vn.stop()  # both sides write while apart
+    for i in range(3):
+        th.api("POST", f"/api/v1/cases/{case_id}/notes", {"text": f"TH note {i}"})
+    vn.start()
+    for i in range(3):
+        vn.api("POST", f"/api/v1/cases/{case_id}/notes", {"text": f"VN note {i}"})
+    expected = {f"TH note {i}" for i in range(3)} | {f"VN note {i}" for i in range(3)}
+
+    def notes(node: NodeProc) -> set[str]:
+        found = case_on(node, case_id)
+        return {n["text"] for n in found["notes"]} if found else set()
+
+    wait_until(lambda: notes(th) == expected and notes(vn) == expected, what="all six notes on both sides")
+    assert case_on(th, case_id)["history"] == case_on(vn, case_id)["history"]  # type: ignore[index]
+
+
+def dump(node: NodeProc) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "node.cli", "dump", str(node.home)],
+        env=node_env(),
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout.decode("utf-8", errors="replace")
+
+
+def files_contain(root: Path, needles: list[bytes]) -> list[str]:
+    found = []
+    for path in root.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            found += [f"{path.name}: {n!r}" for n in needles if n in data]
+    return found
+
+
+def test_third_authority_and_secretariat_never_read_a_case(make_node) -> None:  # type: ignore[no-untyped-def]
+    th = make_node("Thailand", "TH")
+    vn = make_node("Viet Nam", "VN")
+    ph = make_node("Philippines", "PH")
+    sec = make_node("UNODC", "TH", "secretariat")
+    for a, b in ((th, vn), (th, ph), (th, sec), (vn, ph), (vn, sec), (ph, sec)):
+        introduce(a, b)
+    for node in (th, vn, ph, sec):
+        node.start()
+    # A contact entry travels to everyone, proving the third parties are connected and syncing.
+    th.api("POST", "/api/v1/contacts", {"name": "Somchai"})
+    case_id = new_case(th, vn)["id"]
+    th.api("POST", f"/api/v1/cases/{case_id}/notes", {"text": SECRET_NOTE})
+    attachment = upload(th, case_id, "statement.pdf", SECRET_FILE)
+    wait_until(
+        lambda: any(n["text"] == SECRET_NOTE for n in (case_on(vn, case_id) or {"notes": []})["notes"]),
+        what="the note to reach Viet Nam",
+    )
+    wait_until(lambda: download(vn, case_id, attachment["id"]) == SECRET_FILE, what="the file to reach Viet Nam")
+    wait_until(
+        lambda: all("Somchai" in {c["name"] for c in n.contacts()} for n in (ph, sec)), what="directory everywhere"
+    )
+    vn.api("POST", f"/api/v1/cases/{case_id}/notes", {"text": "reply from Viet Nam"})
+    wait_until(lambda: len((case_on(th, case_id) or {"notes": []})["notes"]) == 2, what="the reply")
+    for outsider in (ph, sec):
+        assert case_on(outsider, case_id) is None
+        assert outsider.api("GET", "/api/v1/cases") == []
+    for outsider in (ph, sec):
+        outsider.stop()
+        text = dump(outsider) + outsider.log()
+        for secret in (SECRET_SUMMARY, SECRET_NOTE, "Zephyrine", "QUOKKA-99187", "OAG-2026-117", case_id):
+            assert secret not in text, f"{secret!r} found on {outsider.name}"
+        assert files_contain(outsider.home, [b"Zephyrine", b"QUOKKA-99187", SECRET_NOTE.encode()]) == []
+    # The parties hold it; their logs do not show it either.
+    for party in (th, vn):
+        assert "Zephyrine" not in party.log()
+        assert SECRET_NOTE not in party.log()
