@@ -353,7 +353,7 @@ def reasons(row: Mapping[str, Any], today: date, reminders: Reminders) -> list[s
 def _fts_rowid(case_id: str) -> int:
     """The search row of a case, derived from its id: stable across VACUUM (unlike the implicit rowid of
     `cases`), and found without scanning the FTS table (its `case_id` column cannot be indexed)."""
-    return int.from_bytes(hashlib.sha256(case_id.encode()).digest()[:8], "big", signed=True)
+    return int(case_id[2:]) if case_id.startswith("C-") else int.from_bytes(hashlib.sha256(case_id.encode()).digest()[:8], "big", signed=True)
 
 
 def _day(value: Any) -> date | None:

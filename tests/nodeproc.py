@@ -6,6 +6,7 @@ Each node is `python -m node.cli run HOME` in its own process, talking to the ot
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -20,9 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
+from crypto.keystore import load_keyfile
 from node.cli import main as cli_main
 from node.runtime import open_node
 from node.tokens import create_token
+from sync.messages import SignedUpdate, Updates
+from sync.protocol import HelloCache, PeerKeys, Role, SyncSession
+from sync.transport import SYNC_PATH
 
 PASSPHRASE = "correct horse battery staple"
 
@@ -115,7 +122,8 @@ class NodeProc:
                 raw = resp.read()
                 return json.loads(raw) if raw else None
         except urllib.error.HTTPError as exc:
-            raw = exc.read()
+            with exc:  # an unclosed error response is a ResourceWarning, an error under filterwarnings
+                raw = exc.read()
             raise ApiError(exc.code, json.loads(raw) if raw else None) from None
 
     def contacts(self) -> list[dict[str, Any]]:
@@ -169,3 +177,27 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, what: str =
             pass
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+async def inject_updates(target: NodeProc, impostor_home: Path, entries: list[SignedUpdate], doc_id: str) -> None:
+    """Dial `target` as the node in `impostor_home` (a trusted peer) and push crafted entries."""
+    secrets = load_keyfile(impostor_home / "keys.json", PASSPHRASE)
+    me = secrets.identity
+    info = await node_info(target)
+    peer = PeerKeys(info["node_id"], info["sign_key"], info["kx_key"])
+    session = SyncSession(
+        me, Role.DIALER, {peer.node_id: peer}.get, hello_cache=HelloCache(), expected_peer=peer.node_id
+    )
+    async with aiohttp.ClientSession() as http, http.ws_connect(target.url + SYNC_PATH) as ws:
+        await ws.send_bytes(session.initiate())
+        reply = await ws.receive_bytes(timeout=5)
+        session.receive(reply)
+        await ws.send_bytes(session.send(Updates(doc_id=doc_id, entries=tuple(entries))))
+        await asyncio.sleep(0.5)
+
+
+async def node_info(node: NodeProc) -> dict[str, object]:
+    from crypto.card import parse_card
+
+    card = parse_card(node.api("GET", "/api/v1/node")["card"])
+    return {"node_id": card.node_id, "sign_key": card.sign_key, "kx_key": card.kx_key}

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import subprocess
 import sys
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
-from nodeproc import ApiError, NodeProc, introduce, node_env, wait_until
+from nodeproc import PASSPHRASE, ApiError, NodeProc, inject_updates, introduce, node_env, wait_until
+
+from crypto.authorship import sign_update
+from node import case_history
+from node.cases import case_doc
+from node.documents import utc_now
+from node.runtime import open_node
+from sync.messages import SignedUpdate
 
 pytestmark = pytest.mark.processes
 
@@ -65,20 +76,19 @@ def upload(node: NodeProc, case_id: str, name: str, data: bytes, media_type: str
     request.add_header("Authorization", f"Bearer {node.token}")
     request.add_header("Content-Type", media_type)
     with urllib.request.urlopen(request, timeout=30) as resp:
-        import json
-
         return json.loads(resp.read())
 
 
 def download(node: NodeProc, case_id: str, attachment_id: str) -> bytes:
     request = urllib.request.Request(f"{node.url}/api/v1/cases/{case_id}/attachments/{attachment_id}")
     request.add_header("Authorization", f"Bearer {node.token}")
-    with urllib.request.urlopen(request, timeout=30) as resp:
-        data: bytes = resp.read()
-        return data
-
-
-import urllib.parse  # noqa: E402
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            data: bytes = resp.read()
+            return data
+    except urllib.error.HTTPError as exc:
+        with exc:
+            raise ApiError(exc.code, json.loads(exc.read() or b"null")) from None
 
 
 def test_case_round_trip_between_two_authorities(make_node) -> None:  # type: ignore[no-untyped-def]
@@ -209,3 +219,106 @@ def test_third_authority_and_secretariat_never_read_a_case(make_node) -> None:  
     for party in (th, vn):
         assert "Zephyrine" not in party.log()
         assert SECRET_NOTE not in party.log()
+
+
+def _forge(home: Path, case_id: str, edit: Any) -> tuple[str, list[SignedUpdate]]:
+    """A correctly signed and encrypted update of the case by the node in `home` (stopped): `edit(change, doc, me)`."""
+    opened = open_node(home, PASSPHRASE)
+    try:
+        doc_id = case_doc(case_id)
+        doc = opened.store.get(doc_id)
+        assert doc is not None
+        body = doc.copy().change(lambda change: edit(change, doc, opened.identity))
+        assert body is not None
+        cipher = opened.case_keys.cipher(doc_id)
+        assert cipher is not None
+        sealed = cipher.seal_update(body, author=opened.node_id)
+        seq = opened.store.versions(doc_id).get(opened.node_id, 0) + 1
+        sig = sign_update(opened.identity, doc_id=doc_id, seq_from=seq, seq_to=seq, update=sealed)
+        return doc_id, [SignedUpdate(doc_id, opened.node_id, seq, seq, sealed, sig)]
+    finally:
+        opened.close()
+
+
+def test_forged_case_changes_from_the_counterpart_are_rejected(make_node) -> None:  # type: ignore[no-untyped-def]
+    th = make_node("Thailand", "TH")
+    vn = make_node("Viet Nam", "VN")
+    introduce(th, vn)
+    th.start()
+    vn.start()
+    case_id = new_case(th, vn)["id"]
+    move(th, case_id, "sent")
+    wait_until(lambda: status_on(vn, case_id) == "sent", what="the case to reach Viet Nam")
+    vn.stop()
+    before = case_on(th, case_id)
+
+    def executed_at_once(change: Any, doc: Any, me: Any) -> None:  # skipping acknowledged and in_execution
+        entry = case_history.make_entry(
+            me,
+            prev=case_history.heads(doc.items("history")),
+            type="transition",
+            user="x",
+            at=utc_now(),
+            **{"from": "sent", "to": "executed", "reason": ""},
+        )
+        change.append("history", entry)
+
+    def withdraws(change: Any, doc: Any, me: Any) -> None:  # only the requesting side withdraws
+        entry = case_history.make_entry(
+            me,
+            prev=case_history.heads(doc.items("history")),
+            type="transition",
+            user="x",
+            at=utc_now(),
+            **{"from": "sent", "to": "withdrawn", "reason": ""},
+        )
+        change.append("history", entry)
+
+    def rewrites_summary(change: Any, doc: Any, me: Any) -> None:  # the request is the requesting side's
+        change.put_record("case", "main", {"summary": "FORGED-SUMMARY-XYZ"})
+
+    for forge, reason in (
+        (executed_at_once, "illegal_transition"),
+        (withdraws, "illegal_transition"),
+        (rewrites_summary, "not_permitted"),
+    ):
+        doc_id, entries = _forge(vn.home, case_id, forge)
+        asyncio.run(inject_updates(th, vn.home, entries, doc_id))
+        rejected = th.api("GET", "/api/v1/sync")["rejected"]
+        assert rejected.get(reason, 0) >= 1, rejected
+    after = case_on(th, case_id)
+    assert after is not None and before is not None
+    assert (after["status"], after["summary"], after["history"]) == ("sent", SECRET_SUMMARY, before["history"])
+    assert th.api("GET", "/api/v1/sync")["rejected"]["illegal_transition"] == 2
+    assert "FORGED-SUMMARY-XYZ" not in th.log()
+    # The genuine counterpart still works afterwards.
+    vn.start()
+    move(vn, case_id, "acknowledged")
+    wait_until(lambda: status_on(th, case_id) == "acknowledged", what="a real acknowledgement")
+
+
+def test_attachment_tampered_at_rest_on_the_holder_is_refused(make_node) -> None:  # type: ignore[no-untyped-def]
+    th = make_node("Thailand", "TH")
+    vn = make_node("Viet Nam", "VN")
+    introduce(th, vn)
+    th.start()
+    case_id = new_case(th, vn)["id"]
+    attachment = upload(th, case_id, "statement.pdf", SECRET_FILE)
+    assert download(th, case_id, attachment["id"]) == SECRET_FILE
+    # Thailand's stored (encrypted) file is altered before Viet Nam fetches it.
+    stored = next(p for p in (th.home / "blobs").rglob(attachment["blob"]))
+    damaged = bytearray(stored.read_bytes())
+    damaged[100] ^= 0x01
+    stored.write_bytes(bytes(damaged))
+    vn.start()
+    wait_until(lambda: case_on(vn, case_id) is not None, what="the case to reach Viet Nam")
+    wait_until(lambda: vn.api("GET", "/api/v1/sync")["rejected"].get("tampered_blob", 0) >= 1, what="the refusal")
+    seen = case_on(vn, case_id)
+    assert seen is not None and seen["attachments"][0]["available"] is False
+    with pytest.raises(ApiError) as missing:
+        download(vn, case_id, attachment["id"])
+    assert missing.value.status == 404
+    assert list((vn.home / "blobs").rglob(attachment["blob"])) == []
+    # Restored on the holder, the file arrives intact.
+    stored.write_bytes(bytes(damaged[:100]) + bytes([damaged[100] ^ 0x01]) + bytes(damaged[101:]))
+    wait_until(lambda: download(vn, case_id, attachment["id"]) == SECRET_FILE, timeout=30, what="the intact file")

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import aiohttp
 import pytest
-from nodeproc import PASSPHRASE, NodeProc, card_of, introduce, wait_until
+from nodeproc import PASSPHRASE, NodeProc, card_of, inject_updates, introduce, node_info, wait_until
 
 from crypto.authorship import sign_update
 from crypto.keystore import load_keyfile
@@ -132,30 +131,6 @@ def test_untrusted_node_is_refused(make_node) -> None:  # type: ignore[no-untype
     assert "Somchai" not in stranger.log()
 
 
-async def _inject(target: NodeProc, impostor_home: Path, entries: list[SignedUpdate], doc_id: str) -> None:
-    """Dial `target` as the node in `impostor_home` (a trusted peer) and push crafted entries."""
-    secrets = load_keyfile(impostor_home / "keys.json", PASSPHRASE)
-    me = secrets.identity
-    info = await _node_info(target)
-    peer = PeerKeys(info["node_id"], info["sign_key"], info["kx_key"])
-    session = SyncSession(
-        me, Role.DIALER, {peer.node_id: peer}.get, hello_cache=HelloCache(), expected_peer=peer.node_id
-    )
-    async with aiohttp.ClientSession() as http, http.ws_connect(target.url + SYNC_PATH) as ws:
-        await ws.send_bytes(session.initiate())
-        reply = await ws.receive_bytes(timeout=5)
-        session.receive(reply)
-        await ws.send_bytes(session.send(Updates(doc_id=doc_id, entries=tuple(entries))))
-        await asyncio.sleep(0.5)
-
-
-async def _node_info(node: NodeProc) -> dict[str, object]:
-    from crypto.card import parse_card
-
-    card = parse_card(node.api("GET", "/api/v1/node")["card"])
-    return {"node_id": card.node_id, "sign_key": card.sign_key, "kx_key": card.kx_key}
-
-
 def test_forged_edit_of_another_authoritys_entry_is_rejected(make_node) -> None:  # type: ignore[no-untyped-def]
     th = make_node("Thailand", "TH")
     vn = make_node("Viet Nam", "VN")
@@ -178,8 +153,8 @@ def test_forged_edit_of_another_authoritys_entry_is_rejected(make_node) -> None:
         doc_id, th.node_id, 2, 2, body, sign_update(vn_identity, doc_id=doc_id, seq_from=2, seq_to=2, update=body)
     )
 
-    asyncio.run(_inject(th, vn.home, [forged], doc_id))
-    asyncio.run(_inject(th, vn.home, [claimed], doc_id))
+    asyncio.run(inject_updates(th, vn.home, [forged], doc_id))
+    asyncio.run(inject_updates(th, vn.home, [claimed], doc_id))
 
     rejected = th.api("GET", "/api/v1/sync")["rejected"]
     assert rejected.get("not_permitted") == 1
@@ -228,7 +203,7 @@ def test_replayed_and_misaddressed_messages_are_rejected(make_node) -> None:  # 
     )
 
     async def scenario() -> None:
-        info = await _node_info(th)
+        info = await node_info(th)
         peer = PeerKeys(str(info["node_id"]), info["sign_key"], info["kx_key"])  # type: ignore[arg-type]
         session = SyncSession(
             vn_identity, Role.DIALER, {peer.node_id: peer}.get, hello_cache=HelloCache(), expected_peer=peer.node_id
