@@ -36,6 +36,9 @@ class NodeConfig:
     role: str
     listen: str
     url: str
+    ack_reminder_days: int = 10
+    due_soon_days: int = 7
+    max_attachment_mb: int = 50
 
     @property
     def host(self) -> str:
@@ -85,7 +88,17 @@ def validate(raw: dict[str, Any]) -> NodeConfig:
     url = node.get("url") or url_for_listen(listen)
     if not isinstance(url, str):
         raise ConfigError("node.url must be a URL")
-    return NodeConfig(name.strip(), country, str(role), listen, check_url(url))
+    numbers = {}
+    for key, default, most in (
+        ("ack_reminder_days", 10, 365),
+        ("due_soon_days", 7, 365),
+        ("max_attachment_mb", 50, 1024),
+    ):
+        value = node.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
+            raise ConfigError(f"node.{key} must be a whole number from 1 to {most}")
+        numbers[key] = value
+    return NodeConfig(name.strip(), country, str(role), listen, check_url(url), **numbers)
 
 
 _TEMPLATE = """\

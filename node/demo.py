@@ -333,6 +333,102 @@ def seed(node: Running) -> int:
     return len(node.spec.contacts)
 
 
+PROFILES: Final[dict[str, dict[str, Any]]] = {
+    "TH": {
+        "authority": "Office of the Attorney General, Central Authority of Thailand",
+        "languages": ["th", "en"],
+        "legal_bases": ["asean_mlat", "untoc", "uncac", "un_drugs_1988", "bilateral_treaty", "reciprocity"],
+        "treaties": ["ASEAN Treaty on Mutual Legal Assistance in Criminal Matters (2004)", "UNTOC", "UNCAC"],
+        "requirements": {
+            "asset_freezing": ["court_order", "asset_offence_link", "asset_details"],
+            "bank_records": ["account_details", "link_to_offence"],
+        },
+        "execution_days": {"bank_records": 90, "asset_freezing": 120, "statement": 60},
+        "urgent_channel": "24/7 duty prosecutor: +66 2 000 0199, urgent@oag-th.example",
+    },
+    "VN": {
+        "authority": "Supreme People's Procuracy of Viet Nam, Central Authority for MLA",
+        "languages": ["vi", "en"],
+        "legal_bases": ["asean_mlat", "untoc", "uncac", "reciprocity"],
+        "treaties": ["ASEAN Treaty on Mutual Legal Assistance in Criminal Matters (2004)", "UNTOC", "UNCAC"],
+        "requirements": {
+            "electronic_evidence": ["data_preservation_reference", "link_to_offence"],
+            "statement": ["questions", "procedure"],
+        },
+        "execution_days": {"electronic_evidence": 45, "statement": 75},
+        "urgent_channel": "+84 24 0000 0299 (MLA duty officer)",
+    },
+}
+
+
+def seed_cases(nodes: Sequence[Running]) -> int:
+    """Country profiles and a few cases between Thailand and Viet Nam, unless the Thai node has cases already."""
+    th, vn = nodes[0], nodes[1]
+    for node in (th, vn):
+        api(node, "PUT", f"/api/v1/profiles/{node.spec.country}", PROFILES[node.spec.country])
+    if api(th, "GET", "/api/v1/cases"):
+        return 0
+    mla = api(
+        th,
+        "POST",
+        "/api/v1/cases",
+        {
+            "kind": "mla",
+            "counterpart": vn.node_id,
+            "reference": "OAG-IA-2026-0117",
+            "summary": "Online investment fraud run from Bangkok; proceeds moved through accounts in Ha Noi. "
+            "Bank records of three accounts are requested.",
+            "offences": ["fraud", "money_laundering"],
+            "measures": ["bank_records"],
+            "legal_basis": ["asean_mlat"],
+            "urgency": "normal",
+            "requested_by": "2027-03-31",
+            "languages": ["en"],
+            "provided": ["summary_of_facts", "link_to_offence", "account_details"],
+        },
+    )
+    api(th, "POST", f"/api/v1/cases/{mla['id']}/transitions", {"to": "sent", "reason": ""})
+    api(
+        th,
+        "POST",
+        f"/api/v1/cases/{mla['id']}/notes",
+        {"text": "Account holders may move funds; please treat as confidential."},
+    )
+    consultation = api(
+        vn,
+        "POST",
+        "/api/v1/cases",
+        {
+            "kind": "consultation",
+            "counterpart": th.node_id,
+            "reference": "SPP-HTQT-2026-42",
+            "summary": "Before a formal request: would Thailand need a court order to preserve subscriber data "
+            "held by a Thai provider in a cybercrime case?",
+            "offences": ["cybercrime"],
+            "languages": ["en"],
+        },
+    )
+    api(vn, "POST", f"/api/v1/cases/{consultation['id']}/transitions", {"to": "sent", "reason": ""})
+    api(
+        th,
+        "POST",
+        "/api/v1/cases",
+        {
+            "kind": "extradition",
+            "counterpart": vn.node_id,
+            "reference": "OAG-EX-2026-009",
+            "summary": "Draft extradition request for a fugitive convicted of trafficking in persons.",
+            "offences": ["trafficking_in_persons"],
+            "measures": ["provisional_arrest"],
+            "legal_basis": ["reciprocity"],
+            "urgency": "urgent",
+            "urgency_reason": "The person is expected to leave Viet Nam within weeks.",
+            "languages": ["en"],
+        },
+    )
+    return 3
+
+
 def wait_replicated(nodes: Sequence[Running]) -> bool:
     """Until every node lists the same contact points (the nodes dial each other within seconds)."""
     deadline = time.monotonic() + REPLICATION_TIMEOUT
@@ -385,6 +481,11 @@ def show(nodes: Sequence[Running], replicated: bool) -> None:
     say("  # ... and see it arrive on the Viet Nam node")
     say(f'  curl -s -H "Authorization: Bearer {vn.token}" "{vn.url}/api/v1/contacts?q=wildlife"')
     say()
+    say("  # cases: the Viet Nam node sees what needs its action (a request awaiting acknowledgement) ...")
+    say(f'  curl -s -H "Authorization: Bearer {vn.token}" "{vn.url}/api/v1/cases?needs_action=true"')
+    say("  # ... and the Secretariat node holds no case at all (cases go to their two parties only)")
+    say(f'  curl -s -H "Authorization: Bearer {nodes[2].token}" {nodes[2].url}/api/v1/cases')
+    say()
     say(f"  # the node itself, and its peers: {th.url}/api/v1/node and {th.url}/api/v1/peers")
     say()
     say("Demo is running. Press Ctrl-C to stop all three nodes.")
@@ -431,6 +532,9 @@ def run(base: Path) -> int:
         added = sum(in_parallel(seed, nodes))
         if added:
             say(f"Published {added} demo contact points through the API.")
+        cases = seed_cases(nodes)
+        if cases:
+            say(f"Published two country profiles and created {cases} sample cases between Thailand and Viet Nam.")
         show(nodes, wait_replicated(nodes))
         while True:
             time.sleep(0.5)

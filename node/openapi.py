@@ -48,6 +48,8 @@ def _contact_schema(*, for_input: bool) -> dict[str, Any]:
 
 def openapi_document() -> dict[str, Any]:
     from node.api_profiles import OPENAPI_PATHS, OPENAPI_SCHEMAS  # here: it imports node.api, which imports this
+    from node.openapi_cases import OPENAPI_PATHS as CASE_PATHS
+    from node.openapi_cases import OPENAPI_SCHEMAS as CASE_SCHEMAS
 
     contact = {"$ref": "#/components/schemas/Contact"}
     contact_id = {"name": "contact_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -100,6 +102,7 @@ def openapi_document() -> dict[str, Any]:
                 "Contact": _contact_schema(for_input=False),
                 "ContactInput": _contact_schema(for_input=True),
                 **OPENAPI_SCHEMAS,
+                **CASE_SCHEMAS,
             },
         },
         "paths": {
@@ -217,5 +220,6 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             **OPENAPI_PATHS,
+            **CASE_PATHS,
         },
     }

@@ -19,7 +19,7 @@ from crypto.card import make_card
 from crypto.identity import Identity
 from crypto.keystore import load_keyfile
 from node.blobs import BlobStore
-from node.case_index import CaseIndex
+from node.case_index import CaseIndex, Reminders
 from node.case_keys import CaseKeys
 from node.cases import Cases
 from node.config import NodeConfig, NodeHome
@@ -201,6 +201,8 @@ def open_node(home_path: Path, passphrase: str) -> Node:
         peer_info=peer_info,
         sign_key_of=peers.sign_key,
         profile_of=profile_of,
+        reminders=Reminders(ack_days=config.ack_reminder_days, nearing_days=config.due_soon_days),
+        max_attachment=config.max_attachment_mb * 1024 * 1024,
     )
     store.check_remote = cases.check_remote
     store.add_indexer(cases.reindex)

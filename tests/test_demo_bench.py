@@ -135,6 +135,18 @@ def test_demo_runs_three_replicating_nodes_and_stops_them_on_ctrl_c(tmp_path: Pa
                 "the Thai contact points to reach the Viet Nam node",
             )
 
+            secretariat = nodes["SEAJust Secretariat (UNODC)"]
+            eventually(
+                lambda: any(
+                    "awaiting_my_acknowledgement" in c["needs_action"]
+                    for c in get(viet["url"] + "/api/v1/cases?needs_action=true", viet["token"])
+                ),
+                15,
+                "the Thai request to need Viet Nam's acknowledgement",
+            )
+            assert len(get(thai["url"] + "/api/v1/cases", thai["token"])) == 3
+            assert get(secretariat["url"] + "/api/v1/cases", secretariat["token"]) == []
+
             demo.send_signal(signal.SIGINT)
             assert demo.wait(timeout=10) == 0, "\n".join(output)
             reader.join(5)
