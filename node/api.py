@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from crypto.errors import SeajustError
-from node.errors import BadRequest, NotFound, Unauthorized, ValidationError
+from node.errors import BadRequest, CheckFailed, NotFound, Unauthorized, ValidationError
 from node.openapi import openapi_document
 from node.runtime import NODE_KEY, Node
 from node.tokens import token_is_valid
@@ -41,6 +41,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ValidationError as exc:
         return error_response(exc.http_status, exc.message, fields=exc.fields)
+    except CheckFailed as exc:
+        return error_response(exc.http_status, exc.message, problems=exc.problems)
     except SeajustError as exc:
         return error_response(getattr(exc, "http_status", 400), exc.message)
     except web.HTTPException as exc:

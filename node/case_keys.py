@@ -104,6 +104,9 @@ class CaseKeys:
         held = self._held.get(doc_id)
         return held.grant if held else None
 
+    def widened_grants(self, doc_ids: Sequence[str]) -> list[bytes]:
+        return [held.grant for d in doc_ids if (held := self._held.get(d)) is not None and held.version > 1]
+
     # -- issuing --------------------------------------------------------------------------
 
     def _party_keys(self, roles: Mapping[str, str]) -> dict[str, tuple[str, bytes]]:

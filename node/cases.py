@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
@@ -39,7 +40,7 @@ from node.case_keys import ROLE_REQUESTED, ROLE_REQUESTING, ROLE_SHARED, CaseKey
 from node.crdt import CrdtDocument, DocumentChange
 from node.documents import DocumentStore, utc_now
 from node.draft_check import blocking, check_draft
-from node.errors import Forbidden, NodeError, NotFound, PeerError, ValidationError
+from node.errors import CheckFailed, Forbidden, NodeError, NotFound, PeerError, ValidationError
 from node.policy import CASE_PREFIX, is_case
 from node.storage import Database
 from node.workflow import IllegalTransition
@@ -86,20 +87,6 @@ class AttachmentRefused(NodeError):
     http_status = 413
 
 
-class CheckFailed(NodeError):
-    """The draft does not meet the requested state's requirements yet."""
-
-    http_status = 409
-
-    def __init__(self, problems: list[dict[str, str]]) -> None:
-        super().__init__(
-            "the draft cannot be sent yet: "
-            + "; ".join(p["message"] for p in problems[:5])
-            + ("" if len(problems) <= 5 else f" (and {len(problems) - 5} more)")
-        )
-        self.problems = problems
-
-
 def new_case_id() -> str:
     """12 Crockford base32 characters (60 bits): readable over the phone, unique in practice."""
     return "".join(secrets.choice(ALPHABET) for _ in range(12))
@@ -115,6 +102,30 @@ def _today() -> date:
 
 def _sides(roles: Mapping[str, str]) -> dict[str, str]:
     return {node: (role if role in (ROLE_REQUESTING, ROLE_REQUESTED) else ROLE_SHARED) for node, role in roles.items()}
+
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _check_attachment(att: Mapping[str, Any]) -> None:
+    """A peer's attachment record must be one this node could have written (it is shown and served)."""
+    try:
+        case_fields.attachment_name(att.get("name"))
+        case_fields.translation_fields(att)
+    except ValidationError as exc:
+        raise UpdateRejected("not_permitted", "attachment record is malformed") from exc
+    media_type = att.get("media_type")
+    size = att.get("size")
+    well_formed = (
+        isinstance(media_type, str)
+        and media_type.startswith(MEDIA_TYPES)
+        and re.fullmatch(r"[a-z0-9.+/-]{3,127}", media_type) is not None
+        and isinstance(size, int | float)
+        and 0 < size <= 2**40
+        and all(isinstance(att.get(k), str) and _HEX64.match(att[k]) for k in ("sha256", "blob"))
+    )
+    if not well_formed:
+        raise UpdateRejected("not_permitted", "attachment record is malformed")
 
 
 def _listed(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -159,7 +170,7 @@ class Cases:
         self.max_attachment = max_attachment
         self._clock = clock
         self._today = today
-        self.on_shared: Callable[[str, str], None] = lambda doc_id, node_id: None
+        self.on_shared: Callable[[str, list[str]], None] = lambda doc_id, parties: None
 
     # -- reading --------------------------------------------------------------------------
 
@@ -490,8 +501,12 @@ class Cases:
         doc_id, doc, roles = self._doc(case_id)
         if self._side(roles) == ROLE_SHARED:
             raise Forbidden("only the requesting or requested authority shares a case")
-        if not isinstance(node_id, str) or self._peer_info(node_id) is None:
+        peer = self._peer_info(node_id) if isinstance(node_id, str) else None
+        if peer is None:
             raise PeerError("share with a trusted peer: give its node ID")
+        if peer.get("role") != "authority":
+            raise Forbidden("a case is shared with authorities only; the secretariat receives statistics, never cases")
+        assert isinstance(node_id, str)
         if node_id in roles:
             return self.get(case_id)
         self._keys.share(doc_id, node_id)
@@ -499,7 +514,7 @@ class Cases:
         self._store.commit_local(
             doc_id, lambda c: c.append(HISTORY, entry), actor=actor, action="case.share", subject=case_id
         )
-        self.on_shared(doc_id, node_id)
+        self.on_shared(doc_id, [p for p in self._keys.roles(doc_id) if p != self._me])
         return self.get(case_id)
 
     def verify(self, case_id: str) -> dict[str, Any]:
@@ -654,13 +669,21 @@ class Cases:
             if previous is None:
                 if att.get("added_by") != author or att.get("id") != att_id:
                     raise UpdateRejected("not_permitted", "attachment attributed to another node")
+                _check_attachment(att)
             elif any(previous.get(f) != att.get(f) for f in ATTACHMENT_FIXED):
                 raise UpdateRejected("not_permitted", "an attachment's file cannot be replaced")
         old_history, new_history = before.items(HISTORY), after.items(HISTORY)
+        new_by_id: dict[str, dict[str, Any]] = {}
+        for item in new_history:
+            if str(item.get("id")) in new_by_id:
+                raise UpdateRejected("bad_history", "an entry appears twice in the history")
+            new_by_id[str(item.get("id"))] = item
+        for item in old_history:
+            if new_by_id.get(str(item.get("id"))) != item:
+                raise UpdateRejected(
+                    "bad_history", "the history of a case only grows: an entry was changed or removed"
+                )
         old_ids = {str(e.get("id")) for e in old_history}
-        new_ids_all = [str(e.get("id")) for e in new_history]
-        if not old_ids <= set(new_ids_all) or len(new_history) < len(old_history):
-            raise UpdateRejected("bad_history", "the history of a case can only grow")
         added = [e for e in new_history if str(e.get("id")) not in old_ids]
         if not added and new_main is not None and old_main is None:
             raise UpdateRejected("bad_history", "a case arrives with its creation entry")

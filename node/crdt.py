@@ -107,6 +107,13 @@ class CrdtDocument:
     def encode_state(self) -> bytes:
         return bytes(self._doc.get_update())
 
+    def integrated(self, update: bytes) -> bool:
+        """True if everything in `update` is part of this document (nothing of it waits for a missing cause)."""
+        # The diff of `update` against what this document holds: with no struct left in it (the first
+        # varint, the number of struct groups, is 0), every insertion of the update is integrated. Its
+        # delete set is always repeated, so it is not looked at.
+        return bytes(pycrdt.get_update(update, self._doc.get_state()))[:1] == b"\x00"
+
     def copy(self) -> CrdtDocument:
         """An independent replica with the same state (for trying out a peer's update before accepting it)."""
         other = CrdtDocument()

@@ -98,6 +98,8 @@ class KeyKeeper(Protocol):
 
     def accept_grants(self, grants: Sequence[bytes], *, via: str) -> None: ...
 
+    def widened_grants(self, doc_ids: Sequence[str]) -> list[bytes]: ...
+
     def cipher(self, doc_id: str) -> BodyCipher | None: ...
 
 
@@ -113,6 +115,7 @@ class DocumentStore:
         encrypted: Callable[[str], bool] = lambda doc_id: False,
         keys: KeyKeeper | None = None,
         check_remote: RemoteCheck | None = None,
+        checked: Callable[[str], bool] = lambda doc_id: False,
         max_loaded: int = MAX_LOADED,
     ) -> None:
         self._db = db
@@ -124,6 +127,7 @@ class DocumentStore:
         self._encrypted = encrypted
         self._keys = keys
         self.check_remote = check_remote
+        self._checked = checked
         self._max_loaded = max_loaded
         self._versions: dict[str, VersionVector] = {}
         self._docs: OrderedDict[str, _Held] = OrderedDict()
@@ -163,7 +167,7 @@ class DocumentStore:
         if all(have.get(author, 0) >= seq for author, seq in mine.items()):
             return []
         rows = self._db.query(
-            "SELECT author, seq_from, seq_to, body, sig FROM doc_log WHERE doc_id = ? ORDER BY author, seq_to",
+            "SELECT author, seq_from, seq_to, body, sig FROM doc_log WHERE doc_id = ? ORDER BY rowid",
             (doc_id,),
         )
         entries = [SignedUpdate(doc_id, r["author"], r["seq_from"], r["seq_to"], r["body"], r["sig"]) for r in rows]
@@ -181,6 +185,9 @@ class DocumentStore:
         """Call `indexer(db, doc_id, crdt)` inside the transaction that stores a change, so a projection
         (`node.case_index`) is never out of step with the documents: both commit or neither does."""
         self._indexers.append(indexer)
+
+    def widened_grants(self, doc_ids: Sequence[str]) -> list[bytes]:
+        return self._keys.widened_grants(doc_ids) if self._keys else []
 
     def on_stored(self, listener: StoredListener) -> None:
         """Call `listener(entries, source_peer)` after entries are durably stored (source None: local)."""
@@ -293,7 +300,11 @@ class DocumentStore:
             to_store.append(entry)
         if not to_store:
             return ApplyResult([], gap)
-        trials = self._check_rules(to_store, plain)
+        offered = len(to_store)
+        trials, to_store = self._check_rules(to_store, plain)
+        gap = gap or len(to_store) < offered
+        if not to_store:
+            return ApplyResult([], gap)
         touched: dict[str, _Held] = {}
         try:
             with self._db.write() as db:
@@ -336,25 +347,48 @@ class DocumentStore:
         return ApplyResult(to_store, gap)
 
     def _check_rules(
-        self, entries: Sequence[SignedUpdate], plain: dict[SignedUpdate, bytes]
-    ) -> dict[str, CrdtDocument]:
-        """Apply each entry to a trial copy and let the document's rules judge it; the checked copies."""
+        self, entries: list[SignedUpdate], plain: dict[SignedUpdate, bytes]
+    ) -> tuple[dict[str, CrdtDocument], list[SignedUpdate]]:
+        """Try each entry on a copy and let the document's rules judge what it changed.
+
+        An entry is judged only once the CRDT integrates it fully: one that builds on another
+        author's entry later in the batch waits for it, so every change is seen, and attributed
+        to its own author, in causal order. Returns the checked copies and the entries, in the
+        order judged; entries whose causes are missing are left out (the peer sends them again).
+        """
         if self.check_remote is None:
-            return {}
+            return {}, entries
         trials: dict[str, CrdtDocument] = {}
-        for entry in entries:
-            trial = trials.get(entry.doc_id)
-            if trial is None:
-                current = self._held(entry.doc_id)
-                trial = current.crdt.copy() if current else CrdtDocument()
-            before = trial.copy()
-            try:
-                trial.apply(plain[entry])
-            except CrdtError as exc:
-                raise UpdateRejected("malformed_update", "update cannot be applied") from exc
-            self.check_remote(entry.doc_id, entry.author, before, trial)
-            trials[entry.doc_id] = trial
-        return trials
+        judged: list[SignedUpdate] = []
+        pending = [e for e in entries if self._checked(e.doc_id)]
+        unchecked = [e for e in entries if not self._checked(e.doc_id)]
+        progress = True
+        while pending and progress:
+            progress = False
+            waiting: set[tuple[str, str]] = set()  # an author's later entries wait for its earlier one
+            for entry in list(pending):
+                if (entry.doc_id, entry.author) in waiting:
+                    continue
+                trial = trials.get(entry.doc_id)
+                if trial is None:
+                    current = self._held(entry.doc_id)
+                    trial = current.crdt.copy() if current else CrdtDocument()
+                after = trial.copy()
+                try:
+                    after.apply(plain[entry])
+                except CrdtError as exc:
+                    raise UpdateRejected("malformed_update", "update cannot be applied") from exc
+                if not after.integrated(plain[entry]):
+                    waiting.add((entry.doc_id, entry.author))
+                    continue
+                self.check_remote(entry.doc_id, entry.author, trial, after)
+                trials[entry.doc_id] = after
+                judged.append(entry)
+                pending.remove(entry)
+                progress = True
+        if pending:
+            log.info("%d updates wait for what they build on", len(pending))
+        return trials, unchecked + judged
 
     def compact(self, doc_id: str) -> bool:
         """Merge this node's older entries of a document into one re-signed entry; True if it did."""

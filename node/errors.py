@@ -78,3 +78,17 @@ class PeerError(NodeError):
     """That peer cannot be trusted as given."""
 
     http_status = 422
+
+
+class CheckFailed(NodeError):
+    """The draft does not meet the requested state's requirements yet."""
+
+    http_status = 409
+
+    def __init__(self, problems: list[dict[str, str]]) -> None:
+        super().__init__(
+            "the draft cannot be sent yet: "
+            + "; ".join(p["message"] for p in problems[:5])
+            + ("" if len(problems) <= 5 else f" (and {len(problems) - 5} more)")
+        )
+        self.problems = problems

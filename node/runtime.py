@@ -27,7 +27,7 @@ from node.directory import Directory
 from node.documents import DocumentStore, utc_now
 from node.errors import NotFound
 from node.peers import Peer, PeerRegistry
-from node.policy import Policy
+from node.policy import Policy, is_case
 from node.profiles import Profiles
 from node.rejections import RejectionLog
 from node.storage import Database
@@ -174,6 +174,7 @@ def open_node(home_path: Path, passphrase: str) -> Node:
         may_write=policy.may_write,
         encrypted=policy.encrypted,
         keys=case_keys,
+        checked=is_case,
     )
     store.load()
     blobs = BlobStore(home.path / "blobs")
@@ -233,7 +234,7 @@ def open_node(home_path: Path, passphrase: str) -> Node:
         cases=cases,
         blobs=blobs,
     )
-    cases.on_shared = lambda doc_id, node_id: engine.regrant(doc_id, [node_id])
+    cases.on_shared = engine.regrant
     node_holder.append(node)
     node.load_cursors()
     return node

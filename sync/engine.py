@@ -29,7 +29,7 @@ from typing import Protocol
 from crypto.errors import EnvelopeRejected
 from crypto.identity import Identity
 from sync.errors import ProtocolError, RemoteProtocolError, UpdateRejected
-from sync.messages import Grants, SignedUpdate, Updates, Versions, VersionVector
+from sync.messages import MAX_GRANTS_PER_MESSAGE, Grants, SignedUpdate, Updates, Versions, VersionVector
 from sync.protocol import (
     SEALED,
     EnvelopeCodec,
@@ -76,6 +76,10 @@ class Replica(Protocol):
 
     def accept_grants(self, grants: Sequence[bytes], *, via: str) -> None:
         """Verify and keep key grants; raises UpdateRejected for a bad one (the others are kept)."""
+        ...
+
+    def widened_grants(self, doc_ids: Sequence[str]) -> list[bytes]:
+        """Grants of these documents re-issued since creation (shared with a third party), for every session."""
         ...
 
 
@@ -242,6 +246,10 @@ class SyncEngine:
         self._connections[peer_id].append(conn)
         log.info("session with %s established", peer_id)
         docs = {d: self._replica.versions(d) for d in self._replica.doc_ids() if self._entitled(d, peer_id)}
+        # A party that missed a share must learn the wider party list before it sees the new party's updates.
+        widened = self._replica.widened_grants(list(docs))
+        for start in range(0, len(widened), MAX_GRANTS_PER_MESSAGE):
+            self._send(conn, Grants(grants=tuple(widened[start : start + MAX_GRANTS_PER_MESSAGE])))
         self._send(conn, Versions(docs=docs, complete=True))
         self._on_synced(peer_id)
 

@@ -12,10 +12,17 @@ from sync.messages import SignedUpdate, VersionVector
 
 
 def missing_for(entries: Iterable[SignedUpdate], have: VersionVector) -> list[SignedUpdate]:
-    """The entries a holder of `have` lacks, in the order they must be applied."""
+    """The entries a holder of `have` lacks, each author's in seq order, authors interleaved as given.
+
+    Given in the order the holder stored them, which is causal (a node stores an update only
+    once what it builds on is there), the result lets the recipient check each entry against
+    the state its author saw: a case's rules judge a reply only after the message it answers.
+    """
     wanted = [e for e in entries if e.seq_to > have.get(e.author, 0)]
-    wanted.sort(key=lambda e: (e.author, e.seq_to))
-    return wanted
+    by_author: dict[str, list[SignedUpdate]] = {}
+    for entry in sorted(wanted, key=lambda e: e.seq_to, reverse=True):
+        by_author.setdefault(entry.author, []).append(entry)
+    return [by_author[e.author].pop() for e in wanted]
 
 
 def merge(a: VersionVector, b: VersionVector) -> VersionVector:

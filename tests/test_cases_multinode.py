@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pycrdt
 import pytest
 from nodeproc import PASSPHRASE, ApiError, NodeProc, inject_updates, introduce, node_env, wait_until
 
@@ -277,10 +278,17 @@ def test_forged_case_changes_from_the_counterpart_are_rejected(make_node) -> Non
     def rewrites_summary(change: Any, doc: Any, me: Any) -> None:  # the request is the requesting side's
         change.put_record("case", "main", {"summary": "FORGED-SUMMARY-XYZ"})
 
+    def rewrites_history(change: Any, doc: Any, me: Any) -> None:  # replaces Thailand's entry by an altered copy
+        history = change._doc.get("history", type=pycrdt.Array)  # raw CRDT access: what a modified node could do
+        original = dict(history[1])
+        del history[1]
+        history.insert(1, {**original, "to": "withdrawn"})
+
     for forge, reason in (
         (executed_at_once, "illegal_transition"),
         (withdraws, "illegal_transition"),
         (rewrites_summary, "not_permitted"),
+        (rewrites_history, "bad_history"),
     ):
         doc_id, entries = _forge(vn.home, case_id, forge)
         asyncio.run(inject_updates(th, vn.home, entries, doc_id))
@@ -322,3 +330,41 @@ def test_attachment_tampered_at_rest_on_the_holder_is_refused(make_node) -> None
     # Restored on the holder, the file arrives intact.
     stored.write_bytes(bytes(damaged[:100]) + bytes([damaged[100] ^ 0x01]) + bytes(damaged[101:]))
     wait_until(lambda: download(vn, case_id, attachment["id"]) == SECRET_FILE, timeout=30, what="the intact file")
+
+
+def test_explicit_share_widens_a_case_to_a_third_authority_only(make_node) -> None:  # type: ignore[no-untyped-def]
+    th = make_node("Thailand", "TH")
+    vn = make_node("Viet Nam", "VN")
+    ph = make_node("Philippines", "PH")
+    sec = make_node("UNODC", "TH", "secretariat")
+    for a, b in ((th, vn), (th, ph), (vn, ph), (th, sec), (vn, sec), (ph, sec)):
+        introduce(a, b)
+    for node in (th, ph, sec):
+        node.start()
+    case_id = new_case(th, vn)["id"]
+    th.api("POST", f"/api/v1/cases/{case_id}/notes", {"text": "before the share"})
+    with pytest.raises(ApiError) as refused:
+        th.api("POST", f"/api/v1/cases/{case_id}/share", {"node_id": sec.node_id})
+    assert refused.value.status == 403
+    assert case_on(ph, case_id) is None
+    th.api("POST", f"/api/v1/cases/{case_id}/share", {"node_id": ph.node_id})
+    wait_until(lambda: case_on(ph, case_id) is not None, what="the shared case to reach the Philippines")
+    on_ph = case_on(ph, case_id)
+    assert on_ph is not None
+    assert on_ph["side"] == "shared" and on_ph["summary"] == SECRET_SUMMARY
+    assert [n["text"] for n in on_ph["notes"]] == ["before the share"]
+    with pytest.raises(ApiError) as refused:
+        move(ph, case_id, "withdrawn")
+    assert refused.value.status == 409
+    ph.api("POST", f"/api/v1/cases/{case_id}/notes", {"text": "the Philippines holds related records"})
+    # Viet Nam was offline during the share: it learns the wider party list when it comes back.
+    vn.start()
+    wait_until(
+        lambda: (
+            "the Philippines holds related records"
+            in {n["text"] for n in (case_on(vn, case_id) or {"notes": []})["notes"]}
+        ),
+        what="the third party's note to reach Viet Nam",
+    )
+    assert vn.api("GET", "/api/v1/sync")["rejected"] == {}
+    assert case_on(sec, case_id) is None

@@ -529,6 +529,11 @@ def test_a_hundred_thousand_cases_answer_from_indexes(db: Database, index: CaseI
     assert len(page) == 100
     assert page[0]["urgency"] == "urgent"
     rows = timed(
+        "counterpart + kind (kind selects far more)",
+        lambda: index.search(CaseFilter(counterpart="node-1", kind="mla"), today=TODAY, reminders=REMINDERS),
+    )
+    assert len(rows) == 100
+    rows = timed(
         "status + counterpart + kind",
         lambda: index.search(
             CaseFilter(status="sent", counterpart="node-1", kind="mla"), today=TODAY, reminders=REMINDERS
@@ -559,9 +564,10 @@ def test_a_hundred_thousand_cases_answer_from_indexes(db: Database, index: CaseI
     assert all("ฟอกเงิน" in r["summary"] for r in rows)
     rows = timed(
         "search 'scam' + status",
-        lambda: index.search(CaseFilter(q="scam", status="refused"), today=TODAY, reminders=REMINDERS),
+        lambda: index.search(CaseFilter(q="scam", status="sent"), today=TODAY, reminders=REMINDERS),
     )
-    assert all("scam" in r["summary"] and r["status"] == "refused" for r in rows)
+    assert rows
+    assert all("scam" in r["summary"] and r["status"] == "sent" for r in rows)
     rows = timed("search 'go' (LIKE)", lambda: index.search(CaseFilter(q="go"), today=TODAY, reminders=REMINDERS))
     assert rows
     assert all("go" in r["summary"] for r in rows)

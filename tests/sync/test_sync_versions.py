@@ -33,8 +33,9 @@ def logs(draw: st.DrawFn) -> list[SignedUpdate]:
 
 def test_missing_for_by_example() -> None:
     a1, a2, b1 = (SignedUpdate("doc", a, s, s, b"", b"") for a, s in [("alice", 1), ("alice", 2), ("bob", 1)])
-    assert missing_for([b1, a2, a1], {}) == [a1, a2, b1]
-    assert missing_for([b1, a2, a1], {"alice": 1}) == [a2, b1]
+    assert missing_for([b1, a2, a1], {}) == [b1, a1, a2]  # storage order of authors, each author's in seq order
+    assert missing_for([a1, b1, a2], {}) == [a1, b1, a2]
+    assert missing_for([b1, a2, a1], {"alice": 1}) == [b1, a2]
     assert missing_for([b1, a2, a1], {"alice": 2, "bob": 1}) == []
     assert missing_for([b1, a2, a1], {"alice": 5, "bob": 0}) == [b1]
 
