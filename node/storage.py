@@ -110,14 +110,24 @@ class Database:
             return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
 
     def dump_sql(self) -> Iterator[str]:
-        """The whole database as SQL text (SQLCipher's connection has no `iterdump`)."""
+        """The whole database as SQL text (SQLCipher's connection has no `iterdump`).
+
+        Full-text indexes (virtual tables and their shadow tables) are left out: they are derived
+        from the case documents, and their tokenizer options are not readable by every SQLite.
+        """
         with self._lock:
             lines = ["BEGIN TRANSACTION;"]
+            derived = {
+                row[0]
+                for row in self._conn.execute("SELECT name FROM pragma_table_list WHERE type IN ('virtual', 'shadow')")
+            }
             schema = self._conn.execute(
                 "SELECT type, name, sql FROM sqlite_master WHERE sql NOT NULL AND name NOT LIKE 'sqlite_%' "
                 "ORDER BY type = 'table' DESC, name"
             ).fetchall()
             for kind, name, sql in schema:
+                if name in derived:
+                    continue
                 lines.append(f"{sql};")
                 if kind != "table":
                     continue
