@@ -575,7 +575,7 @@ class Cases:
             change.append(HISTORY, entry)
 
         self._store.commit_local(doc_id, edit, actor=actor, action="case.attach", subject=case_id)
-        return {**record, "available": True}
+        return self._attachment_view(case_id, attachment_id)
 
     def update_attachment(self, case_id: str, attachment_id: str, body: Any, *, actor: str) -> dict[str, Any]:
         changes = case_fields.translation_fields(case_fields.check_object(body))
@@ -590,7 +590,13 @@ class Cases:
                 action="case.attachment",
                 subject=case_id,
             )
-        return dict(self._doc(case_id)[1].records(ATTACHMENTS)[attachment_id])
+        return self._attachment_view(case_id, attachment_id)
+
+    def _attachment_view(self, case_id: str, attachment_id: str) -> dict[str, Any]:
+        """One attachment as the case lists it (with `available` and `actionable`)."""
+        _, doc, roles = self._doc(case_id)
+        items = self._attachments(case_id, doc, self._side(roles), doc.record(*MAIN) or {})
+        return next(item for item in items if item["id"] == attachment_id)
 
     def read_attachment(self, case_id: str, attachment_id: str) -> tuple[dict[str, Any], bytes]:
         doc_id, doc, _ = self._doc(case_id)

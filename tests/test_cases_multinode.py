@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import urllib.error
@@ -125,6 +126,11 @@ def test_case_round_trip_between_two_authorities(make_node) -> None:  # type: ig
 
     vn.api("PATCH", f"/api/v1/cases/{case_id}", {"reference": "MPS-VN-88"})
     move(vn, case_id, "in_execution")
+    # The requested side returns the evidence: a 26 MB scan arrives byte-identical.
+    evidence = os.urandom(26 * 1024 * 1024)
+    returned = upload(vn, case_id, "bank-records-scan.pdf", evidence)
+    assert returned["size"] == len(evidence)
+    wait_until(lambda: download(th, case_id, returned["id"]) == evidence, timeout=60, what="the scan to reach Thailand")
     move(vn, case_id, "executed", "bank records produced")
     wait_until(lambda: status_on(th, case_id) == "executed", what="executed to reach Thailand")
     th_view = case_on(th, case_id)

@@ -163,3 +163,41 @@ def test_demo_runs_three_replicating_nodes_and_stops_them_on_ctrl_c(tmp_path: Pa
             for pid in node_processes(tmp_path):  # only if the demo itself failed to stop them
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+
+
+def test_cases_bench_prints_every_figure_and_ends_with_the_memory_ratio() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "cases_bench.py"), "--cases", "500", "--docs", "20"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert re.fullmatch(r"ratio \d+\.\d\d", lines[-1]), lines[-1]
+    assert any(line.startswith("machine: ") and "CPUs" in line and "Python" in line for line in lines)
+    assert any(line.startswith("projection: 500 case rows") for line in lines), result.stdout
+    assert any(line.startswith("documents: 20 cases") for line in lines), result.stdout
+    assert any(line.startswith("reopen: 20 case documents") for line in lines), result.stdout
+    reads = [
+        "first page",
+        "overdue",
+        "needs action",
+        "search 'fraud' (English word)",
+        "search 'ฟอกเงิน' (Thai substring)",
+        "counts",
+    ]
+    for label in reads:
+        assert any(
+            re.fullmatch(rf"  {re.escape(label)}\s+\d+\.\d\d ms first\s+\d+\.\d\d ms median\s+\d+ rows", line)
+            for line in lines
+        ), label
+    for label in ("create", "note", "transition (sent)", "GET cold", "GET warm"):
+        assert any(
+            re.match(rf"  {re.escape(label)}\s+\d+\.\d\d ms median\s+\d+\.\d\d ms p90", line) for line in lines
+        ), label
+    for label in ("open_node", "store.load", "case_keys.load"):
+        assert any(re.match(rf"  {re.escape(label)}\s+\d+\.\d\d ms", line) for line in lines), label
+    for label in ("RSS growth on demand", "RSS growth all loaded"):
+        assert any(re.match(rf"  {re.escape(label)}\s+-?\d+\.\d MB", line) for line in lines), label
