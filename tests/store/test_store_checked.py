@@ -62,7 +62,7 @@ def conversation() -> list[SignedUpdate]:
 
     def answer(change: DocumentChange) -> None:
         change.put_record("fields", BOB.node_id, {"v": "answer"})
-        change.append("thread", {"text": "answer", "by": BOB.node_id})  # placed after the question: needs it to integrate
+        change.append("thread", {"text": "answer", "by": BOB.node_id})  # after the question: needs it
 
     a1 = alice.change(first)
     assert a1 is not None
