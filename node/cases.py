@@ -686,9 +686,7 @@ class Cases:
             new_by_id[str(item.get("id"))] = item
         for item in old_history:
             if new_by_id.get(str(item.get("id"))) != item:
-                raise UpdateRejected(
-                    "bad_history", "the history of a case only grows: an entry was changed or removed"
-                )
+                raise UpdateRejected("bad_history", "the history of a case only grows: an entry was changed or removed")
         old_ids = {str(e.get("id")) for e in old_history}
         added = [e for e in new_history if str(e.get("id")) not in old_ids]
         if not added and new_main is not None and old_main is None:
