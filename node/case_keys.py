@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -44,13 +46,14 @@ ROLE_REQUESTED = "requested"
 ROLE_SHARED = "shared"
 
 
+CIPHERS_KEPT = 4_096  # ciphers (about 2.5 kB each) kept ready; the keys themselves are all in memory
+
+
 @dataclass(frozen=True)
 class HeldKey:
     key: bytes
     version: int
     roles: dict[str, str]  # node ID -> requesting | requested | shared
-    grant: bytes
-    cipher: DocCipher
 
 
 class CaseKeys:
@@ -70,19 +73,15 @@ class CaseKeys:
         self._kx_key_of = kx_key_of
         self._clock = clock
         self._held: dict[str, HeldKey] = {}
+        self._ciphers: OrderedDict[str, DocCipher] = OrderedDict()
 
     def load(self) -> None:
         held: dict[str, HeldKey] = {}
-        for row in self._db.query("SELECT doc_id, doc_key, grant, version, parties FROM case_keys"):
-            doc_id = row["doc_id"]
-            held[doc_id] = HeldKey(
-                key=row["doc_key"],
-                version=row["version"],
-                roles=json.loads(row["parties"]),
-                grant=row["grant"],
-                cipher=DocCipher(row["doc_key"], doc_id),
-            )
+        for row in self._db.query("SELECT doc_id, doc_key, version, parties FROM case_keys"):
+            roles = {sys.intern(n): sys.intern(r) for n, r in json.loads(row["parties"]).items()}  # shared, not copied
+            held[row["doc_id"]] = HeldKey(key=row["doc_key"], version=row["version"], roles=roles)
         self._held = held
+        self._ciphers.clear()
 
     # -- reading --------------------------------------------------------------------------
 
@@ -97,15 +96,27 @@ class CaseKeys:
         return sorted(self._held)
 
     def cipher(self, doc_id: str) -> DocCipher | None:
+        cipher = self._ciphers.get(doc_id)
+        if cipher is not None:
+            self._ciphers.move_to_end(doc_id)
+            return cipher
         held = self._held.get(doc_id)
-        return held.cipher if held else None
+        if held is None:
+            return None
+        cipher = self._ciphers[doc_id] = DocCipher(held.key, doc_id)
+        while len(self._ciphers) > CIPHERS_KEPT:
+            self._ciphers.popitem(last=False)
+        return cipher
 
     def grant_bytes(self, doc_id: str) -> bytes | None:
-        held = self._held.get(doc_id)
-        return held.grant if held else None
+        if doc_id not in self._held:
+            return None
+        rows = self._db.query("SELECT grant FROM case_keys WHERE doc_id = ?", (doc_id,))
+        return bytes(rows[0]["grant"]) if rows else None
 
     def widened_grants(self, doc_ids: Sequence[str]) -> list[bytes]:
-        return [held.grant for d in doc_ids if (held := self._held.get(d)) is not None and held.version > 1]
+        widened = [d for d in doc_ids if (held := self._held.get(d)) is not None and held.version > 1]
+        return [grant for d in widened if (grant := self.grant_bytes(d)) is not None]
 
     # -- issuing --------------------------------------------------------------------------
 
@@ -201,4 +212,5 @@ class CaseKeys:
                 },
                 pk="doc_id",
             )
-        self._held[grant.doc_id] = HeldKey(key, grant.version, dict(grant.roles), data, DocCipher(key, grant.doc_id))
+        self._held[grant.doc_id] = HeldKey(key, grant.version, dict(grant.roles))
+        self._ciphers.pop(grant.doc_id, None)
