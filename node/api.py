@@ -7,15 +7,16 @@ becomes a 500 that tells the caller nothing about the internals.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
 from crypto.errors import SeajustError
-from node.errors import BadRequest, CheckFailed, NotFound, Unauthorized, ValidationError
+from node.api_cases import add_case_routes
+from node.api_profiles import add_profile_routes
+from node.errors import CheckFailed, NotFound, Unauthorized, ValidationError
+from node.http import actor_of, error_response, json_response, read_json
 from node.openapi import openapi_document
 from node.runtime import NODE_KEY, Node
 from node.tokens import token_is_valid
@@ -25,14 +26,6 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PUBLIC_PATHS = frozenset({"/healthz", "/api/v1/openapi.json"})
-
-
-def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda v: json.dumps(v, ensure_ascii=False))
-
-
-def error_response(status: int, message: str, **extra: Any) -> web.Response:
-    return json_response({"error": message, **extra}, status=status)
 
 
 @web.middleware
@@ -64,19 +57,6 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
-async def read_json(request: web.Request) -> Any:
-    if request.content_type != "application/json":
-        raise BadRequest("send the request body as JSON with Content-Type: application/json")
-    try:
-        return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest("the request body is not valid JSON") from exc
-
-
-def _actor(request: web.Request) -> str:
-    return "api"
-
-
 async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
@@ -101,7 +81,7 @@ async def add_peer(request: web.Request) -> web.Response:
     card = body.get("card") if isinstance(body, dict) else None
     if not isinstance(card, str) or not card.strip():
         raise ValidationError('give the peer\'s card as {"card": "SJCARD1...."}', fields={"card": "is required"})
-    peer = node.peers.add_card(card, actor=_actor(request))
+    peer = node.peers.add_card(card, actor=actor_of(request))
     node.peers_changed()
     return json_response(node.peer_status(peer), status=201)
 
@@ -116,7 +96,7 @@ async def list_contacts(request: web.Request) -> web.Response:
 
 async def create_contact(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    contact = node.directory.create(await read_json(request), actor=_actor(request))
+    contact = node.directory.create(await read_json(request), actor=actor_of(request))
     return json_response(contact, status=201)
 
 
@@ -126,13 +106,13 @@ async def get_contact(request: web.Request) -> web.Response:
 
 async def update_contact(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    contact = node.directory.update(request.match_info["contact_id"], await read_json(request), actor=_actor(request))
+    contact = node.directory.update(request.match_info["contact_id"], await read_json(request), actor=actor_of(request))
     return json_response(contact)
 
 
 async def delete_contact(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    node.directory.delete(request.match_info["contact_id"], actor=_actor(request))
+    node.directory.delete(request.match_info["contact_id"], actor=actor_of(request))
     return web.Response(status=204)
 
 
@@ -156,9 +136,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_patch("/api/v1/contacts/{contact_id}", update_contact)
     app.router.add_delete("/api/v1/contacts/{contact_id}", delete_contact)
     app.router.add_get("/api/v1/sync", sync_status)
-    from node.api_cases import add_case_routes  # here: they import this module
-    from node.api_profiles import add_profile_routes
-
     add_profile_routes(app)
     add_case_routes(app)
 

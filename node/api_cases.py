@@ -13,12 +13,12 @@ from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
 
-from node.api import _actor, json_response, read_json
 from node.case_index import CaseFilter
 from node.cases import AttachmentRefused
 from node.documents import utc_now
 from node.errors import BadRequest, ValidationError
 from node.export import DOCX_MEDIA_TYPE, export_filename, request_document
+from node.http import actor_of, json_response, read_json
 from node.runtime import NODE_KEY
 from node.vocab import (
     CASE_KINDS,
@@ -81,7 +81,7 @@ async def list_cases(request: web.Request) -> web.Response:
 
 async def create_case(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    return json_response(node.cases.create(await read_json(request), actor=_actor(request)), status=201)
+    return json_response(node.cases.create(await read_json(request), actor=actor_of(request)), status=201)
 
 
 async def get_case(request: web.Request) -> web.Response:
@@ -91,37 +91,37 @@ async def get_case(request: web.Request) -> web.Response:
 async def update_case(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     body = await read_json(request)
-    return json_response(node.cases.update(request.match_info["case_id"], body, actor=_actor(request)))
+    return json_response(node.cases.update(request.match_info["case_id"], body, actor=actor_of(request)))
 
 
 async def transition(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     body = await read_json(request)
-    return json_response(node.cases.transition(request.match_info["case_id"], body, actor=_actor(request)))
+    return json_response(node.cases.transition(request.match_info["case_id"], body, actor=actor_of(request)))
 
 
 async def add_note(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     body = await read_json(request)
-    return json_response(node.cases.add_note(request.match_info["case_id"], body, actor=_actor(request)), status=201)
+    return json_response(node.cases.add_note(request.match_info["case_id"], body, actor=actor_of(request)), status=201)
 
 
 async def remind(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     body = await read_json(request) if request.can_read_body else {}
-    return json_response(node.cases.remind(request.match_info["case_id"], body, actor=_actor(request)), status=201)
+    return json_response(node.cases.remind(request.match_info["case_id"], body, actor=actor_of(request)), status=201)
 
 
 async def convert(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     body = await read_json(request)
-    return json_response(node.cases.convert(request.match_info["case_id"], body, actor=_actor(request)))
+    return json_response(node.cases.convert(request.match_info["case_id"], body, actor=actor_of(request)))
 
 
 async def share(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     body = await read_json(request)
-    return json_response(node.cases.share(request.match_info["case_id"], body, actor=_actor(request)))
+    return json_response(node.cases.share(request.match_info["case_id"], body, actor=actor_of(request)))
 
 
 async def check(request: web.Request) -> web.Response:
@@ -196,7 +196,7 @@ async def upload_attachment(request: web.Request) -> web.Response:
         media_type=media_type,
         data=data,
         meta={k: v for k, v in meta.items() if v},
-        actor=_actor(request),
+        actor=actor_of(request),
     )
     return json_response(attachment, status=201)
 
@@ -227,7 +227,7 @@ async def update_attachment(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     body = await read_json(request)
     updated = node.cases.update_attachment(
-        request.match_info["case_id"], request.match_info["attachment_id"], body, actor=_actor(request)
+        request.match_info["case_id"], request.match_info["attachment_id"], body, actor=actor_of(request)
     )
     return json_response(updated)
 

@@ -13,8 +13,8 @@ from typing import Any, Final
 from aiohttp import web
 
 from node import vocab
-from node.api import _actor, json_response, read_json
-from node.openapi import ERROR
+from node.http import actor_of, json_response, read_json
+from node.openapi_parts import ERROR
 from node.profiles import (
     EDITABLE,
     MAX_EXECUTION_DAYS,
@@ -40,7 +40,7 @@ async def get_profile(request: web.Request) -> web.Response:
 async def put_profile(request: web.Request) -> web.Response:
     profiles = request.app[NODE_KEY].profiles
     body = await read_json(request)
-    return json_response(profiles.put(request.match_info["country"], body, actor=_actor(request)))
+    return json_response(profiles.put(request.match_info["country"], body, actor=actor_of(request)))
 
 
 def add_profile_routes(app: web.Application) -> None:

@@ -9,24 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from node.api_profiles import OPENAPI_PATHS, OPENAPI_SCHEMAS
 from node.directory import LIST_FIELDS, TEXT_FIELDS
-
-ERROR = {"$ref": "#/components/schemas/Error"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _errors(*codes: int) -> dict[str, Any]:
-    text = {
-        400: "Malformed request body",
-        401: "Missing or invalid bearer token",
-        403: "Not this node's to change",
-        404: "Not found",
-        422: "Invalid fields",
-    }
-    return {str(code): _json(ERROR, text[code]) for code in codes}
+from node.openapi_cases import OPENAPI_PATHS as CASE_PATHS
+from node.openapi_cases import OPENAPI_SCHEMAS as CASE_SCHEMAS
+from node.openapi_parts import _errors, _json
 
 
 def _contact_schema(*, for_input: bool) -> dict[str, Any]:
@@ -47,10 +34,6 @@ def _contact_schema(*, for_input: bool) -> dict[str, Any]:
 
 
 def openapi_document() -> dict[str, Any]:
-    from node.api_profiles import OPENAPI_PATHS, OPENAPI_SCHEMAS  # here: it imports node.api, which imports this
-    from node.openapi_cases import OPENAPI_PATHS as CASE_PATHS
-    from node.openapi_cases import OPENAPI_SCHEMAS as CASE_SCHEMAS
-
     contact = {"$ref": "#/components/schemas/Contact"}
     contact_id = {"name": "contact_id", "in": "path", "required": True, "schema": {"type": "string"}}
     secured: list[dict[str, list[str]]] = [{"bearer": []}]

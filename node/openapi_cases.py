@@ -13,7 +13,7 @@ from node import vocab
 from node.case_fields import MAX_NAME, MAX_NOTE, REQUEST_FIELDS, TEXT_LIMITS
 from node.case_history import ENTRY_TYPES
 from node.export import DOCX_MEDIA_TYPE
-from node.openapi import ERROR, _errors, _json
+from node.openapi_parts import ERROR, _errors, _json
 from node.workflow import CONVERSION_TARGETS, STATUSES
 
 _SECURED: Final[list[dict[str, list[str]]]] = [{"bearer": []}]

@@ -1,0 +1,22 @@
+"""Pieces every OpenAPI module of the node uses (the whole document is assembled in `node.openapi`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "Malformed request body",
+        401: "Missing or invalid bearer token",
+        403: "Not this node's to change",
+        404: "Not found",
+        422: "Invalid fields",
+    }
+    return {str(code): _json(ERROR, text[code]) for code in codes}
