@@ -9,8 +9,6 @@ its input is whatever arrived in someone's inbox.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 import time
@@ -20,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from crypto.encoding import b64url, unb64url
 from crypto.errors import CardError, SignatureInvalid
 from crypto.identity import KEY_SIZE, SIGNATURE_SIZE, Identity, PublicIdentity, verify_signature
 from crypto.node_id import node_id_from_keys
@@ -35,7 +34,6 @@ MAX_ISSUED_AT = 2**63 - 1  # fits a SQLite INTEGER
 _SIGNING_DOMAIN = b"seajust-card-v1\n"
 _KEYS = frozenset({"v", "id", "name", "country", "role", "sign_key", "kx_key", "addresses", "issued_at"})
 _COUNTRY = re.compile(r"[A-Z]{2}")
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 # Bidirectional overrides and isolates can make a name display as something else.
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
@@ -57,22 +55,6 @@ class NodeCard:
     @property
     def public(self) -> PublicIdentity:
         return PublicIdentity(sign_key=self.sign_key, kx_key=self.kx_key)
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64url(text: str) -> bytes | None:
-    """Strict: only the URL-safe alphabet, and only the one canonical encoding of each byte string,
-    so a card cannot be re-encoded into a different-looking text with the same content."""
-    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
-        return None
-    try:
-        data = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return data if _b64url(data) == text else None
 
 
 def _canonical_json(payload: dict[str, Any]) -> bytes:
@@ -142,14 +124,14 @@ def make_card(
         "name": name,
         "country": country,
         "role": role,
-        "sign_key": _b64url(public.sign_key),
-        "kx_key": _b64url(public.kx_key),
+        "sign_key": b64url(public.sign_key),
+        "kx_key": b64url(public.kx_key),
         "addresses": list(addresses),
         "issued_at": issued_at,
     }
     body = _canonical_json(payload)
     signature = identity.sign(_SIGNING_DOMAIN + body)
-    card = CARD_PREFIX + _b64url(body) + "." + _b64url(signature)
+    card = CARD_PREFIX + b64url(body) + "." + b64url(signature)
     if len(card) > MAX_CARD_SIZE:
         raise CardError("card is too long: use a shorter name or fewer addresses")
     return card
@@ -205,8 +187,8 @@ def parse_card(text: str) -> NodeCard:
     parts = compact[len(CARD_PREFIX) :].split(".")
     if len(parts) != 2:
         _damaged("wrong number of parts")
-    body = _unb64url(parts[0])
-    signature = _unb64url(parts[1])
+    body = unb64url(parts[0])
+    signature = unb64url(parts[1])
     if body is None or signature is None:
         _damaged("not valid base64")
     if len(signature) != SIGNATURE_SIZE:
@@ -214,8 +196,8 @@ def parse_card(text: str) -> NodeCard:
     payload = _decode_payload(body)
     if payload["v"] != CARD_VERSION:
         raise CardError(f"card version {payload['v']} is not supported by this SEAJust Node")
-    sign_key = _unb64url(payload["sign_key"])
-    kx_key = _unb64url(payload["kx_key"])
+    sign_key = unb64url(payload["sign_key"])
+    kx_key = unb64url(payload["kx_key"])
     if sign_key is None or kx_key is None or len(sign_key) != KEY_SIZE or len(kx_key) != KEY_SIZE:
         _damaged("keys are malformed")
     try:

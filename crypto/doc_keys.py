@@ -38,8 +38,6 @@ Document updates and attachments are sealed with `DocCipher` under a random nonc
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import os
 import re
@@ -54,6 +52,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from crypto.encoding import b64url, unb64url
 from crypto.errors import CryptoError, NodeIdError, SignatureInvalid
 from crypto.identity import KEY_SIZE, SIGNATURE_SIZE, Identity, verify_signature
 from crypto.node_id import parse_node_id
@@ -82,7 +81,6 @@ _MAX_AEAD_INPUT = 2**31 - 1  # the cryptography library's limit for one AEAD cal
 MAX_SEALED_PLAINTEXT = _MAX_AEAD_INPUT - _TAG_SIZE
 _U16 = struct.Struct(">H")
 _DOC_ID = re.compile(rf"[\x20-\x7e]{{1,{MAX_DOC_ID_LENGTH}}}")
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _GRANT_KEYS = frozenset({"doc_id", "format", "issuer", "parties", "sig", "version"})
 _PARTY_KEYS = frozenset({"role", "wrapped"})
 
@@ -116,20 +114,6 @@ class KeyGrant:
     @property
     def parties(self) -> tuple[str, ...]:
         return tuple(sorted(self.roles))
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64url(text: str) -> bytes | None:
-    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
-        return None
-    try:
-        data = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return data if _b64url(data) == text else None
 
 
 def _canonical_json(payload: dict[str, Any]) -> bytes:
@@ -176,7 +160,7 @@ def _unsigned_payload(grant: KeyGrant) -> dict[str, Any]:
         key = wrapped[node_id]
         if not isinstance(key, bytes) or len(key) != _WRAPPED_SIZE:
             raise ValueError(f"a wrapped key is {_WRAPPED_SIZE} bytes")
-        parties[node_id] = {"role": role, "wrapped": _b64url(key)}
+        parties[node_id] = {"role": role, "wrapped": b64url(key)}
     if not isinstance(grant.issuer, str) or grant.issuer not in roles:
         raise ValueError("the grant issuer must be one of its parties")
     return {
@@ -256,7 +240,7 @@ def encode_grant(grant: KeyGrant) -> bytes:
     if not isinstance(grant.sig, bytes) or len(grant.sig) != SIGNATURE_SIZE:
         raise ValueError(f"a grant signature is {SIGNATURE_SIZE} bytes")
     payload = _unsigned_payload(grant)
-    payload["sig"] = _b64url(grant.sig)
+    payload["sig"] = b64url(grant.sig)
     return _canonical_json(payload)
 
 
@@ -296,14 +280,14 @@ def _parse_grant(data: bytes) -> KeyGrant:
             _malformed("party entry")
         if not isinstance(entry["role"], str) or not isinstance(entry["wrapped"], str):
             _malformed("party entry")
-        key = _unb64url(entry["wrapped"])
+        key = unb64url(entry["wrapped"])
         if key is None:
             _malformed("not valid base64")
         roles[node_id] = entry["role"]
         wrapped[node_id] = key
     if not isinstance(payload["sig"], str):
         _malformed("signature")
-    signature = _unb64url(payload["sig"])
+    signature = unb64url(payload["sig"])
     if signature is None:
         _malformed("not valid base64")
     grant = KeyGrant(

@@ -23,8 +23,6 @@ wrong types) and answers with `HistoryInvalid` or a reported problem, never a Ke
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import heapq
 import json
@@ -34,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from crypto.encoding import b64url, unb64url
 from crypto.errors import SignatureInvalid
 from crypto.identity import SIGNATURE_SIZE, Identity, verify_signature
 from node.errors import NodeError
@@ -61,7 +60,6 @@ ENTRY_TYPES: Final[Mapping[str, Mapping[str, str]]] = {
 }
 
 _HEX_ID = re.compile(r"[0-9a-f]{64}")
-_B64URL = re.compile(r"[A-Za-z0-9_-]+")
 _NEVER = datetime.max.replace(tzinfo=UTC)
 
 
@@ -159,19 +157,6 @@ def _check_prev(ident: str, kind: str, prev: Any) -> None:
         raise HistoryInvalid(f"history entry {ident}: only the created entry can have no predecessors")
 
 
-def _b64e(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64d(text: str) -> bytes | None:
-    if not _B64URL.fullmatch(text):
-        return None
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        return None
-
-
 def make_entry(
     identity: Identity, *, prev: Sequence[str], type: str, user: str, at: str, **fields: Any
 ) -> dict[str, Any]:
@@ -192,7 +177,7 @@ def make_entry(
         "at": at,
     }
     signed = _signed_bytes(content)
-    entry = {**content, "id": hashlib.sha256(signed).hexdigest(), "sig": _b64e(identity.sign(signed))}
+    entry = {**content, "id": hashlib.sha256(signed).hexdigest(), "sig": b64url(identity.sign(signed))}
     check_shape(entry)
     return entry
 
@@ -210,7 +195,7 @@ def verify_entry(entry: Mapping[str, Any], sign_key: bytes) -> None:
     ident = _short(entry["id"])
     if hashlib.sha256(signed).hexdigest() != entry["id"]:
         raise HistoryInvalid(f"history entry {ident}: its id does not match its content")
-    signature = _b64d(entry["sig"])
+    signature = unb64url(entry["sig"])
     if signature is None or len(signature) != SIGNATURE_SIZE:
         raise HistoryInvalid(f"history entry {ident}: the signature is missing or malformed")
     try:

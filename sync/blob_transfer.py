@@ -15,8 +15,6 @@ check decides only which trusted node may copy the ciphertext, not who can read 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import enum
 import heapq
 import json
@@ -26,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
+from crypto.encoding import b64url, unb64url
 from crypto.errors import CryptoError, SignatureInvalid
 from crypto.identity import SIGNATURE_SIZE, Identity, verify_signature
 from sync.errors import LocalProtocolError
@@ -40,7 +39,6 @@ MAX_TIME: Final = 2**53  # keeps `time - now` exact in float arithmetic
 _DOMAIN: Final = b"seajust-blob-request-v1\n"
 _KEYS: Final = frozenset({"v", "from", "to", "blob", "time", "nonce"})
 _BLOB_ID: Final = re.compile(r"[0-9a-f]{64}")
-_B64URL: Final = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def is_blob_id(text: object) -> bool:
@@ -83,21 +81,6 @@ def _rebuild_rejection(reason: BlobRejectReason, detail: str, peer: str | None) 
     return BlobRequestRejected(reason, detail, peer=peer)
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64url(text: str) -> bytes | None:
-    """Strict: URL-safe alphabet, no padding, canonical encoding only."""
-    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
-        return None
-    try:
-        data = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return data if _b64url(data) == text else None
-
-
 def make_blob_request(
     me: Identity,
     *,
@@ -118,11 +101,11 @@ def make_blob_request(
         "to": holder_id,
         "blob": blob_id,
         "time": int(now),
-        "nonce": _b64url(nonce),
+        "nonce": b64url(nonce),
     }
     payload = json.dumps(body, sort_keys=True, separators=(",", ":")).encode("ascii")
     signature = me.sign(_DOMAIN + payload)
-    return f"{SCHEME} {_b64url(payload)}.{_b64url(signature)}"
+    return f"{SCHEME} {b64url(payload)}.{b64url(signature)}"
 
 
 def _parse(header: str) -> tuple[dict[str, Any], bytes, bytes]:
@@ -137,8 +120,8 @@ def _parse(header: str) -> tuple[dict[str, Any], bytes, bytes]:
     if scheme != SCHEME:
         raise malformed(f"not an {SCHEME} header")
     body_text, dot, sig_text = token.partition(".")
-    payload = _unb64url(body_text)
-    signature = _unb64url(sig_text) if dot else None
+    payload = unb64url(body_text)
+    signature = unb64url(sig_text) if dot else None
     if payload is None or signature is None or len(signature) != SIGNATURE_SIZE:
         raise malformed("token is not base64url JSON and a signature")
     try:
@@ -153,7 +136,7 @@ def _parse(header: str) -> tuple[dict[str, Any], bytes, bytes]:
         raise malformed("token field of the wrong type")
     if not 0 <= fields["time"] <= MAX_TIME:
         raise malformed("token time out of range")
-    nonce = _unb64url(fields["nonce"])
+    nonce = unb64url(fields["nonce"])
     if nonce is None or len(nonce) != NONCE_BYTES:
         raise malformed("nonce has the wrong length")
     return fields, payload, signature
