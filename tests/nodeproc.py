@@ -23,9 +23,11 @@ from typing import Any
 
 import aiohttp
 
+from crypto.authorship import sign_update
 from crypto.keystore import load_keyfile
 from node.cli import main as cli_main
-from node.runtime import open_node
+from node.crdt import CrdtDocument, DocumentChange
+from node.runtime import Node, open_node
 from node.tokens import create_token
 from sync.messages import SignedUpdate, Updates
 from sync.protocol import HelloCache, PeerKeys, Role, SyncSession
@@ -201,3 +203,20 @@ async def node_info(node: NodeProc) -> dict[str, object]:
 
     card = parse_card(node.api("GET", "/api/v1/node")["card"])
     return {"node_id": card.node_id, "sign_key": card.sign_key, "kx_key": card.kx_key}
+
+
+def forge_case_update(
+    node: Node, doc_id: str, edit: Callable[[DocumentChange, CrdtDocument, Node], None]
+) -> SignedUpdate:
+    """A correctly signed and sealed update of a case by `node`, never checked against the case's rules:
+    what a modified node could send. `edit(change, current_doc, node)` makes the change."""
+    doc = node.store.get(doc_id)
+    assert doc is not None
+    body = doc.copy().change(lambda change: edit(change, doc, node))
+    assert body is not None
+    cipher = node.case_keys.cipher(doc_id)
+    assert cipher is not None
+    sealed = cipher.seal_update(body, author=node.node_id)
+    seq = node.store.versions(doc_id).get(node.node_id, 0) + 1
+    sig = sign_update(node.identity, doc_id=doc_id, seq_from=seq, seq_to=seq, update=sealed)
+    return SignedUpdate(doc_id, node.node_id, seq, seq, sealed, sig)

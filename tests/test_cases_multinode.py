@@ -15,9 +15,8 @@ from typing import Any
 
 import pycrdt
 import pytest
-from nodeproc import PASSPHRASE, ApiError, NodeProc, inject_updates, introduce, node_env, wait_until
+from nodeproc import PASSPHRASE, ApiError, NodeProc, forge_case_update, inject_updates, introduce, node_env, wait_until
 
-from crypto.authorship import sign_update
 from node import case_history
 from node.cases import case_doc
 from node.documents import utc_now
@@ -229,20 +228,11 @@ def test_third_authority_and_secretariat_never_read_a_case(make_node) -> None:  
 
 
 def _forge(home: Path, case_id: str, edit: Any) -> tuple[str, list[SignedUpdate]]:
-    """A correctly signed and encrypted update of the case by the node in `home` (stopped): `edit(change, doc, me)`."""
+    """A forged update of the case by the (stopped) node in `home`: `edit(change, doc, identity)`."""
     opened = open_node(home, PASSPHRASE)
     try:
         doc_id = case_doc(case_id)
-        doc = opened.store.get(doc_id)
-        assert doc is not None
-        body = doc.copy().change(lambda change: edit(change, doc, opened.identity))
-        assert body is not None
-        cipher = opened.case_keys.cipher(doc_id)
-        assert cipher is not None
-        sealed = cipher.seal_update(body, author=opened.node_id)
-        seq = opened.store.versions(doc_id).get(opened.node_id, 0) + 1
-        sig = sign_update(opened.identity, doc_id=doc_id, seq_from=seq, seq_to=seq, update=sealed)
-        return doc_id, [SignedUpdate(doc_id, opened.node_id, seq, seq, sealed, sig)]
+        return doc_id, [forge_case_update(opened, doc_id, lambda c, d, n: edit(c, d, n.identity))]
     finally:
         opened.close()
 

@@ -8,9 +8,8 @@ from typing import Any
 
 import pycrdt
 import pytest
-from nodeproc import PASSPHRASE, init_node
+from nodeproc import PASSPHRASE, forge_case_update, init_node
 
-from crypto.authorship import sign_update
 from crypto.doc_keys import decode_grant, encode_grant, issue_grant
 from node import case_history
 from node.cases import case_doc
@@ -50,17 +49,7 @@ def deliver(source: Node, target: Node, doc_id: str) -> list[SignedUpdate]:
 
 
 def forge(node: Node, doc_id: str, edit: Edit) -> SignedUpdate:
-    """A correctly signed and encrypted update by `node` that was never checked against the rules."""
-    doc = node.store.get(doc_id)
-    assert doc is not None
-    body = doc.copy().change(lambda change: edit(change, doc, node))
-    assert body is not None
-    cipher = node.case_keys.cipher(doc_id)
-    assert cipher is not None
-    sealed = cipher.seal_update(body, author=node.node_id)
-    seq = node.store.versions(doc_id).get(node.node_id, 0) + 1
-    sig = sign_update(node.identity, doc_id=doc_id, seq_from=seq, seq_to=seq, update=sealed)
-    return SignedUpdate(doc_id, node.node_id, seq, seq, sealed, sig)
+    return forge_case_update(node, doc_id, edit)
 
 
 @pytest.fixture
