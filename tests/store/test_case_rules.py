@@ -27,10 +27,10 @@ def pair(tmp_path: Path) -> Iterator[tuple[Node, Node, Node]]:
     """Thailand (requesting), Viet Nam (requested), Philippines (not a party); all trust each other."""
     procs = [init_node(tmp_path, n, c) for n, c in (("Thailand", "TH"), ("Viet Nam", "VN"), ("Philippines", "PH"))]
     nodes = [open_node(p.home, PASSPHRASE) for p in procs]
-    cards = [n.card() for n in nodes]
+    cards = {n.node_id: n.card() for n in nodes}
     for node in nodes:
-        for card in cards:
-            if card != node.card():
+        for node_id, card in cards.items():
+            if node_id != node.node_id:
                 node.peers.add_card(card, actor="tests")
     th, vn, ph = nodes
     yield th, vn, ph
