@@ -14,7 +14,9 @@ from aiohttp import web
 
 from crypto.errors import SeajustError
 from node.api_cases import add_case_routes
+from node.api_notices import add_notice_routes
 from node.api_profiles import add_profile_routes
+from node.api_stats import add_stats_routes
 from node.errors import CheckFailed, NotFound, Unauthorized, ValidationError
 from node.http import actor_of, error_response, json_response, read_json
 from node.openapi import openapi_document
@@ -137,7 +139,9 @@ def add_routes(app: web.Application) -> None:
     app.router.add_delete("/api/v1/contacts/{contact_id}", delete_contact)
     app.router.add_get("/api/v1/sync", sync_status)
     add_profile_routes(app)
+    add_notice_routes(app)
     add_case_routes(app)
+    add_stats_routes(app)
 
 
 __all__ = ["Node", "add_routes", "auth_middleware", "error_middleware"]

@@ -18,6 +18,7 @@ from aiohttp import web
 from node import blob_sync
 from node.api import add_routes, auth_middleware, error_middleware
 from node.policy import is_case
+from node.reporting import INTERVALS
 from node.runtime import NODE_KEY, Node
 from sync.blob_transfer import BlobRequestChecker
 from sync.blob_transport import BLOB_PATH, blob_handler
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 WATCH_INTERVAL = 1.0  # seconds between checks for changes made by another process (the CLI)
 FLUSH_INTERVAL = 5.0
 COMPACT_INTERVAL = 300.0
+REPORT_FIRST = 10.0  # seconds after start before the first scheduled statistics report
 
 
 async def _every(seconds: float, work: Callable[[], None], name: str) -> None:
@@ -60,6 +62,17 @@ def _compactor(node: Node) -> Callable[[], None]:
     return compact
 
 
+async def _report_on_schedule(node: Node) -> None:
+    """Refresh the statistics report soon after start, then daily or weekly as configured."""
+    await asyncio.sleep(REPORT_FIRST)
+    while True:
+        try:
+            node.reporting.scheduled()
+        except Exception:  # the next run tries again; the log says what failed
+            log.exception("scheduled statistics report failed")
+        await asyncio.sleep(INTERVALS.get(node.reporting.schedule, INTERVALS["daily"]))
+
+
 async def _sync_ctx(app: web.Application) -> AsyncIterator[None]:
     node = app[NODE_KEY]
     http = aiohttp.ClientSession()
@@ -74,6 +87,7 @@ async def _sync_ctx(app: web.Application) -> AsyncIterator[None]:
     node.store.on_stored(case_stored)
     tasks = [
         asyncio.create_task(blob_sync.run(node, http, wake_fetcher)),
+        asyncio.create_task(_report_on_schedule(node)),
         asyncio.create_task(_every(WATCH_INTERVAL, _watcher(node), "peer watcher")),
         asyncio.create_task(_every(FLUSH_INTERVAL, node.flush_sync_state, "flush")),
         asyncio.create_task(_every(COMPACT_INTERVAL, _compactor(node), "compaction")),

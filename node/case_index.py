@@ -48,6 +48,8 @@ CASE_COLUMNS: Final = (
     "last_action_at",
     "status_changed_at",
     "reminded_at",
+    "executed_at",
+    "outcome",
     "offences",
     "measures",
     "summary",

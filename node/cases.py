@@ -96,7 +96,7 @@ def case_doc(case_id: str) -> str:
     return CASE_PREFIX + case_id
 
 
-def _today() -> date:
+def utc_today() -> date:
     return datetime.now(UTC).date()
 
 
@@ -128,6 +128,15 @@ def _check_attachment(att: Mapping[str, Any]) -> None:
         raise UpdateRejected("not_permitted", "attachment record is malformed")
 
 
+def _executed_at(state: workflow.CaseState) -> str | None:
+    """When the request was reported executed (in full if it was, else in part): for response times."""
+    for status in ("executed", "partially_executed"):
+        times = [str(t["at"]) for t in state.timeline if t.get("to") == status]
+        if times:
+            return min(times)
+    return None
+
+
 def _listed(row: Mapping[str, Any]) -> dict[str, Any]:
     """A projection row as the API lists it: named like the full case (`id`), internals left out."""
     out = {k: v for k, v in row.items() if k not in ("case_id", "doc_id", "updated_at")}
@@ -152,7 +161,7 @@ class Cases:
         reminders: Reminders | None = None,
         max_attachment: int = DEFAULT_MAX_ATTACHMENT,
         clock: Callable[[], str] = utc_now,
-        today: Callable[[], date] = _today,
+        today: Callable[[], date] = utc_today,
     ) -> None:
         self._store = store
         self._db = db
@@ -302,6 +311,8 @@ class Cases:
             "last_action_at": state.last_action_at,
             "status_changed_at": state.status_changed_at,
             "reminded_at": max(reminded) if reminded else None,
+            "executed_at": _executed_at(state),
+            "outcome": next((t["from"] for t in reversed(state.timeline) if t.get("to") == "closed"), None),
             "offences": list(main.get("offences") or []),
             "measures": list(main.get("measures") or []),
             "summary": str(main.get("summary", "")),

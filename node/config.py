@@ -25,6 +25,7 @@ from node.errors import ConfigError, HomeExists, HomeNotFound
 from node.storage import DB_NAME
 
 CONFIG_NAME = "seajust.toml"
+REPORTING = ("daily", "weekly", "off")  # how often an authority refreshes its statistics report to the secretariat
 DEFAULT_LISTEN = "127.0.0.1:8470"
 _LISTEN = re.compile(r"^(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})$")
 
@@ -39,6 +40,8 @@ class NodeConfig:
     ack_reminder_days: int = 10
     due_soon_days: int = 7
     max_attachment_mb: int = 50
+    reporting: str = "daily"
+    stats_k: int = 3
 
     @property
     def host(self) -> str:
@@ -98,7 +101,15 @@ def validate(raw: dict[str, Any]) -> NodeConfig:
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
             raise ConfigError(f"node.{key} must be a whole number from 1 to {most}")
         numbers[key] = value
-    return NodeConfig(name.strip(), country, str(role), listen, check_url(url), **numbers)
+    reporting = node.get("reporting", "daily")
+    if reporting not in REPORTING:
+        raise ConfigError(f"node.reporting must be one of {', '.join(REPORTING)}")
+    k = node.get("stats_k", 3)
+    if not isinstance(k, int) or isinstance(k, bool) or not 2 <= k <= 100:
+        raise ConfigError("node.stats_k must be a whole number from 2 to 100")
+    return NodeConfig(
+        name.strip(), country, str(role), listen, check_url(url), **numbers, reporting=reporting, stats_k=k
+    )
 
 
 _TEMPLATE = """\

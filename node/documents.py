@@ -116,6 +116,7 @@ class DocumentStore:
         keys: KeyKeeper | None = None,
         check_remote: RemoteCheck | None = None,
         checked: Callable[[str], bool] = lambda doc_id: False,
+        strict_authors: Callable[[str], bool] = lambda doc_id: False,
         max_loaded: int = MAX_LOADED,
     ) -> None:
         self._db = db
@@ -128,6 +129,7 @@ class DocumentStore:
         self._keys = keys
         self.check_remote = check_remote
         self._checked = checked
+        self._strict_authors = strict_authors
         self._max_loaded = max_loaded
         self._versions: dict[str, VersionVector] = {}
         self._docs: OrderedDict[str, _Held] = OrderedDict()
@@ -263,6 +265,8 @@ class DocumentStore:
         for entry in entries:
             key_ = self._author_key(entry.author) if entry.author != self._me else self._identity.public.sign_key
             if key_ is None:
+                if self._strict_authors(entry.doc_id):
+                    raise UpdateRejected("untrusted_author", "update written by a node this node does not trust")
                 # Relayed work of a member this node has not (yet) trusted: not an attack, but
                 # unverifiable, so it is left out; the relay offers it again once trust exists.
                 log.debug("skipping update by untrusted author %s in %s", entry.author, entry.doc_id)

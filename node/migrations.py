@@ -121,6 +121,8 @@ def _v2_cases(db: sqlite_utils.Database) -> None:
             "last_action_at": str,
             "status_changed_at": str,
             "reminded_at": str,  # the last reminder received from the counterpart
+            "executed_at": str,  # when the requested side reported it executed (else partially executed)
+            "outcome": str,  # for a closed case, the status it was closed from (statistics count closed cases by it)
             "offences": str,  # JSON list of vocab.OFFENCES codes
             "measures": str,  # JSON list of vocab.MEASURES codes
             "summary": str,
@@ -178,8 +180,17 @@ def _v2_cases(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX case_attachments_blob_id ON case_attachments(blob_id)")
 
 
+def _v3_statistics(db: sqlite_utils.Database) -> None:
+    """What this node sent the secretariat, and when: the officer's log of every statistics report that left."""
+    db.table("stats_sent").create(
+        {"id": int, "period": str, "sent_at": str, "payload": str, "trigger": str},
+        pk="id",
+        not_null={"period", "sent_at", "payload", "trigger"},
+    )
+
+
 Migration = Callable[[sqlite_utils.Database], None]
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (_v1_initial, _v2_cases)
+MIGRATIONS: Final[tuple[Migration, ...]] = (_v1_initial, _v2_cases, _v3_statistics)
 
 LATEST_VERSION: Final[int] = len(MIGRATIONS)

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from node.api_notices import OPENAPI_PATHS as NOTICE_PATHS
+from node.api_notices import OPENAPI_SCHEMAS as NOTICE_SCHEMAS
 from node.api_profiles import OPENAPI_PATHS, OPENAPI_SCHEMAS
+from node.api_stats import OPENAPI_PATHS as STATS_PATHS
+from node.api_stats import OPENAPI_SCHEMAS as STATS_SCHEMAS
 from node.directory import LIST_FIELDS, TEXT_FIELDS
 from node.openapi_cases import OPENAPI_PATHS as CASE_PATHS
 from node.openapi_cases import OPENAPI_SCHEMAS as CASE_SCHEMAS
@@ -85,7 +89,9 @@ def openapi_document() -> dict[str, Any]:
                 "Contact": _contact_schema(for_input=False),
                 "ContactInput": _contact_schema(for_input=True),
                 **OPENAPI_SCHEMAS,
+                **NOTICE_SCHEMAS,
                 **CASE_SCHEMAS,
+                **STATS_SCHEMAS,
             },
         },
         "paths": {
@@ -203,6 +209,8 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             **OPENAPI_PATHS,
+            **NOTICE_PATHS,
             **CASE_PATHS,
+            **STATS_PATHS,
         },
     }

@@ -4,7 +4,8 @@ One table for the whole node, consulted when a local change is made, when a peer
 arrives (whoever relayed it: the check is on the update's signed author), and when choosing
 which documents to offer a peer. Network-wide document IDs name their kind and owner, so
 the rule needs no lookup: `directory/<node id>` is the part of the contact directory that one
-authority keeps and only it may write (likewise `profile/<node id>`, its country profile).
+authority keeps and only it may write (likewise `profile/<node id>`, its country profile, and
+`notices/<node id>`, a secretariat node's network notices).
 
 A case (`case/<id>`) is different: its parties are listed in its signed key grant, held by
 `node.case_keys`, and only they may write it or receive it. `Policy` joins the two rules.
@@ -17,7 +18,8 @@ from typing import Final
 
 DIRECTORY_PREFIX: Final = "directory/"
 PROFILE_PREFIX: Final = "profile/"
-_OWNED_PREFIXES: Final = (DIRECTORY_PREFIX, PROFILE_PREFIX)
+NOTICES_PREFIX: Final = "notices/"
+_OWNED_PREFIXES: Final = (DIRECTORY_PREFIX, PROFILE_PREFIX, NOTICES_PREFIX)
 
 
 def directory_doc(node_id: str) -> str:
@@ -32,6 +34,10 @@ def directory_owner(doc_id: str) -> str | None:
 
 def profile_doc(node_id: str) -> str:
     return PROFILE_PREFIX + node_id
+
+
+def notices_doc(node_id: str) -> str:
+    return NOTICES_PREFIX + node_id
 
 
 def owner_of(doc_id: str) -> str | None:
@@ -65,20 +71,38 @@ def is_case(doc_id: str) -> bool:
     return doc_id.startswith(CASE_PREFIX) and len(doc_id) > len(CASE_PREFIX)
 
 
-class Policy:
-    """The node's whole write and share rule; `parties(doc_id)` names a case's parties (empty: not one)."""
+REPORT_PREFIX: Final = "report/"
 
-    def __init__(self, parties: Callable[[str], dict[str, str]]) -> None:
+
+def report_doc(node_id: str) -> str:
+    """An authority's statistics reports: written by it, sent to secretariat nodes only."""
+    return REPORT_PREFIX + node_id
+
+
+class Policy:
+    """The node's whole write and share rule.
+
+    `parties(doc_id)` names a case's parties (empty: not a case this node holds); `role_of(node_id)`
+    is a trusted node's role ("authority", "secretariat"), None for anyone else.
+    """
+
+    def __init__(self, parties: Callable[[str], dict[str, str]], role_of: Callable[[str], str | None]) -> None:
         self._parties = parties
+        self._role_of = role_of
 
     def may_write(self, doc_id: str, author_id: str) -> bool:
         if is_case(doc_id):
             return author_id in self._parties(doc_id)
+        if doc_id.startswith(REPORT_PREFIX):
+            return doc_id[len(REPORT_PREFIX) :] == author_id
         return may_write(doc_id, author_id)
 
     def entitled(self, doc_id: str, peer_id: str) -> bool:
         if is_case(doc_id):
             return peer_id in self._parties(doc_id)
+        if doc_id.startswith(REPORT_PREFIX):
+            # The report goes to secretariat nodes; its author holds it too (the engine asks for itself).
+            return self._role_of(peer_id) == "secretariat" or doc_id[len(REPORT_PREFIX) :] == peer_id
         return is_network_wide(doc_id)
 
     def encrypted(self, doc_id: str) -> bool:

@@ -21,15 +21,17 @@ from crypto.keystore import load_keyfile
 from node.blobs import BlobStore
 from node.case_index import CaseIndex, Reminders
 from node.case_keys import CaseKeys
-from node.cases import Cases
+from node.cases import Cases, utc_today
 from node.config import NodeConfig, NodeHome
 from node.directory import Directory
 from node.documents import DocumentStore, utc_now
 from node.errors import NotFound
+from node.notices import Notices
 from node.peers import Peer, PeerRegistry
-from node.policy import Policy, is_case
+from node.policy import REPORT_PREFIX, Policy, is_case
 from node.profiles import Profiles
 from node.rejections import RejectionLog
+from node.reporting import Reporting
 from node.storage import Database
 from sync.engine import SyncEngine
 from sync.transport import Dialer
@@ -47,12 +49,14 @@ class Node:
     peers: PeerRegistry
     directory: Directory
     profiles: Profiles
+    notices: Notices
     rejections: RejectionLog
     engine: SyncEngine
     policy: Policy
     case_keys: CaseKeys
     cases: Cases
     blobs: BlobStore
+    reporting: Reporting
     dialer: Dialer | None = None
     last_seen: dict[str, str] = field(default_factory=dict)
 
@@ -166,7 +170,14 @@ def open_node(home_path: Path, passphrase: str) -> Node:
 
     case_keys = CaseKeys(db, identity, sign_key_of=peers.sign_key, kx_key_of=kx_key)
     case_keys.load()
-    policy = Policy(case_keys.roles)
+
+    def role_of(node_id: str) -> str | None:
+        if node_id == identity.node_id:
+            return config.role
+        peer = peers.get(node_id)
+        return peer.role if peer else None
+
+    policy = Policy(case_keys.roles, role_of)
     store = DocumentStore(
         db,
         identity,
@@ -175,10 +186,12 @@ def open_node(home_path: Path, passphrase: str) -> Node:
         encrypted=policy.encrypted,
         keys=case_keys,
         checked=is_case,
+        strict_authors=lambda doc_id: is_case(doc_id) or doc_id.startswith(REPORT_PREFIX),
     )
     store.load()
     blobs = BlobStore(home.path / "blobs")
     profiles = Profiles(store, identity.node_id, config.country)
+    notices = Notices(store, identity.node_id, config.role, role_of=role_of)
 
     def profile_of(country: str) -> dict[str, Any] | None:
         try:
@@ -207,6 +220,17 @@ def open_node(home_path: Path, passphrase: str) -> Node:
     )
     store.check_remote = cases.check_remote
     store.add_indexer(cases.reindex)
+    reporting = Reporting(
+        db,
+        store,
+        node_id=identity.node_id,
+        country=config.country,
+        role=config.role,
+        k=config.stats_k,
+        schedule=config.reporting,
+        members=lambda: {p.node_id: p.country for p in peers.all() if p.role == "authority"},
+        today=utc_today,
+    )
     rejections = RejectionLog(db)
     node_holder: list[Node] = []
     engine = SyncEngine(
@@ -227,12 +251,14 @@ def open_node(home_path: Path, passphrase: str) -> Node:
         peers=peers,
         directory=Directory(store, identity.node_id, config.country),
         profiles=profiles,
+        notices=notices,
         rejections=rejections,
         engine=engine,
         policy=policy,
         case_keys=case_keys,
         cases=cases,
         blobs=blobs,
+        reporting=reporting,
     )
     cases.on_shared = engine.regrant
     node_holder.append(node)

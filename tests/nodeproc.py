@@ -220,3 +220,23 @@ def forge_case_update(
     seq = node.store.versions(doc_id).get(node.node_id, 0) + 1
     sig = sign_update(node.identity, doc_id=doc_id, seq_from=seq, seq_to=seq, update=sealed)
     return SignedUpdate(doc_id, node.node_id, seq, seq, sealed, sig)
+
+
+def dump(node: NodeProc) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "node.cli", "dump", str(node.home)],
+        env=node_env(),
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout.decode("utf-8", errors="replace")
+
+
+def files_contain(root: Path, needles: list[bytes]) -> list[str]:
+    found = []
+    for path in root.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            found += [f"{path.name}: {n!r}" for n in needles if n in data]
+    return found

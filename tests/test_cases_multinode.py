@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -15,7 +13,17 @@ from typing import Any
 
 import pycrdt
 import pytest
-from nodeproc import PASSPHRASE, ApiError, NodeProc, forge_case_update, inject_updates, introduce, node_env, wait_until
+from nodeproc import (
+    PASSPHRASE,
+    ApiError,
+    NodeProc,
+    dump,
+    files_contain,
+    forge_case_update,
+    inject_updates,
+    introduce,
+    wait_until,
+)
 
 from node import case_history
 from node.cases import case_doc
@@ -166,26 +174,6 @@ def test_concurrent_notes_on_both_sides_survive(make_node) -> None:  # type: ign
 
     wait_until(lambda: notes(th) == expected and notes(vn) == expected, what="all six notes on both sides")
     assert case_on(th, case_id)["history"] == case_on(vn, case_id)["history"]  # type: ignore[index]
-
-
-def dump(node: NodeProc) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "node.cli", "dump", str(node.home)],
-        env=node_env(),
-        capture_output=True,
-        timeout=60,
-        check=True,
-    )
-    return result.stdout.decode("utf-8", errors="replace")
-
-
-def files_contain(root: Path, needles: list[bytes]) -> list[str]:
-    found = []
-    for path in root.rglob("*"):
-        if path.is_file():
-            data = path.read_bytes()
-            found += [f"{path.name}: {n!r}" for n in needles if n in data]
-    return found
 
 
 def test_third_authority_and_secretariat_never_read_a_case(make_node) -> None:  # type: ignore[no-untyped-def]

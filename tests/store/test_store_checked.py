@@ -107,3 +107,27 @@ def test_a_change_attributed_by_causality_to_the_wrong_author_is_refused(carol) 
     with pytest.raises(UpdateRejected):
         store.apply_remote([signed(ALICE, 1, body)], via=ALICE.node_id)
     assert store.get(DOC) is None and store.versions(DOC) == {}
+
+
+def test_a_document_that_admits_only_trusted_authors_refuses_an_unknown_one(tmp_path: Path) -> None:
+    db = Database(tmp_path / "strict.db", os.urandom(32))
+    try:
+        store = DocumentStore(
+            db,
+            CAROL,
+            author_key={CAROL.node_id: CAROL.public.sign_key}.get,
+            may_write=lambda d, a: True,
+            strict_authors=lambda d: d.startswith("report/"),
+        )
+        body = CrdtDocument().change(lambda c: c.put_record("reports", "2026-Q4", {"payload": "{}"}))
+        assert body is not None
+        doc_id = "report/" + ALICE.node_id
+        entry = SignedUpdate(
+            doc_id, ALICE.node_id, 1, 1, body, sign_update(ALICE, doc_id=doc_id, seq_from=1, seq_to=1, update=body)
+        )
+        with pytest.raises(UpdateRejected) as refused:
+            store.apply_remote([entry], via=BOB.node_id)
+        assert refused.value.reason == "untrusted_author"
+        assert store.doc_ids() == []
+    finally:
+        db.close()
