@@ -120,6 +120,8 @@ def test_reports_from_untrusted_nodes_or_replayed_are_not_taken(make_node) -> No
     introduce(th, sec)
     introduce(vn, sec)
     introduce(th, stranger)  # Thailand trusts it; the secretariat does not
+    with (vn.home / "seajust.toml").open("a") as config:
+        config.write('reporting = "off"\n')  # Viet Nam switched reporting off
     for node in (th, vn, sec, stranger):
         node.start()
     seed(th, vn, 3, "a")
@@ -129,6 +131,18 @@ def test_reports_from_untrusted_nodes_or_replayed_are_not_taken(make_node) -> No
     seed(th, vn, 3, "b")
     th.api("POST", "/api/v1/stats/send", {})
     wait_until(lambda: sec.api("GET", "/api/v1/stats")["totals"]["cases"] == 6, what="the updated report")
+    wait_until(
+        lambda: (
+            {m["country"]: m["status"] for m in sec.api("GET", "/api/v1/stats/members")}.get("VN") == "not reporting"
+        ),
+        timeout=30,
+        what="Viet Nam shown as not reporting",
+    )
+    assert {m["country"]: m["status"] for m in sec.api("GET", "/api/v1/stats/members")} == {
+        "TH": "reported",
+        "VN": "not reporting",
+    }
+    assert sec.api("GET", "/api/v1/stats")["not_reporting"] == ["VN"]
 
     # The stranger's signed report, handed to the secretariat by a node it does trust, is refused.
     stranger.api("POST", "/api/v1/stats/send", {})
