@@ -526,9 +526,9 @@ def to_csv(aggregate: Mapping[str, Any]) -> str:
 
     `section` is the dotted path to the figure's table ("totals.by_kind", "response_days.sent_to_executed");
     figures at the top level have section "summary". A list gives one row per item, the item as key and an
-    empty value; None is an empty value, a boolean "true" or "false". Rows follow the aggregate's own order
-    (which `merge_reports` makes deterministic: codes sorted, buckets shortest first), so the same aggregate
-    always gives the same file.
+    empty value; an empty table or list gives no row; None is an empty value, a boolean "true" or "false".
+    Rows follow the aggregate's own order (which `merge_reports` makes deterministic: codes sorted, buckets
+    shortest first), so the same aggregate always gives the same file.
     """
     period = str(aggregate.get("period", ""))
     rows: list[tuple[str, str, str]] = []
