@@ -95,6 +95,8 @@ class Policy:
             return author_id in self._parties(doc_id)
         if doc_id.startswith(REPORT_PREFIX):
             return doc_id[len(REPORT_PREFIX) :] == author_id
+        if doc_id.startswith(NOTICES_PREFIX):  # the secretariat's notices: its own, and only if it is the secretariat
+            return may_write(doc_id, author_id) and self._role_of(author_id) == "secretariat"
         return may_write(doc_id, author_id)
 
     def entitled(self, doc_id: str, peer_id: str) -> bool:

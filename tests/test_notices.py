@@ -12,7 +12,7 @@ from nodeproc import PASSPHRASE, init_node
 
 import node.notices
 from crypto.authorship import sign_update
-from node.crdt import DocumentChange
+from node.crdt import CrdtDocument, DocumentChange
 from node.errors import Forbidden, NotFound, ValidationError
 from node.notices import Notices
 from node.policy import notices_doc
@@ -368,20 +368,25 @@ def test_an_authority_cannot_forge_a_notice_into_the_secretariats_document(unodc
     assert unodc.notices.list() == [stored]
 
 
-def test_notices_in_an_authoritys_own_document_are_not_shown(unodc: Node, th: Node) -> None:
-    """A modified authority node may write notices/<its id> (it owns it), but it is not the secretariat."""
+def test_an_authority_cannot_publish_notices_even_in_its_own_document(unodc: Node, th: Node) -> None:
+    """It owns notices/<its id>, but only the secretariat publishes: refused locally and on receipt."""
     _trust(unodc, th)
+    doc_id = notices_doc(th.node_id)
 
     def edit(change: DocumentChange) -> None:
         change.put_record("notices", "f" * 16, {**MEETING, "published_at": "2099-01-01T00:00:00.000Z"})
 
-    th.store.commit_local(notices_doc(th.node_id), edit, actor="tests", action="test")
-    assert th.notices.list() == []
-    _replicate(th, unodc)
-    assert unodc.store.doc_ids("notices/") == [notices_doc(th.node_id)]
-    assert unodc.notices.list() == []
-    with pytest.raises(NotFound):
-        unodc.notices.get("f" * 16)
+    with pytest.raises(Forbidden):
+        th.store.commit_local(doc_id, edit, actor="tests", action="test")
+    body = CrdtDocument().change(edit)
+    assert body is not None
+    forged = SignedUpdate(
+        doc_id, th.node_id, 1, 1, body, sign_update(th.identity, doc_id=doc_id, seq_from=1, seq_to=1, update=body)
+    )
+    with pytest.raises(UpdateRejected) as refused:
+        unodc.store.apply_remote([forged], via=th.node_id)
+    assert refused.value.reason == "not_permitted"
+    assert unodc.store.doc_ids("notices/") == [] and unodc.notices.list() == []
 
 
 def test_odd_values_from_another_version_are_read_defensively(unodc: Node) -> None:
