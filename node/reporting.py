@@ -105,8 +105,16 @@ class Reporting:
         return report
 
     def own(self, period: str | None = None) -> dict[str, Any]:
-        """The authority's `GET /api/v1/stats`: its own report, shaped like the network's."""
-        return {"reporting_nodes": 1, **self.preview(period)}
+        """The authority's `GET /api/v1/stats`: its own report, shaped like the network's (which adds up the
+        two directions of `pairs` per country, as here: the report itself does not carry that sum)."""
+        report = self.preview(period)
+        if isinstance(report.get("pairs"), dict):
+            per_country: dict[str, int] = {}
+            for side in report["pairs"].values():
+                for country, n in side.items():
+                    per_country[country] = per_country.get(country, 0) + n
+            report["totals"]["by_counterpart_country"] = dict(sorted(per_country.items()))
+        return {"reporting_nodes": 1, **report}
 
     def send(self, period: str | None = None, *, actor: str, trigger: str = "on demand") -> dict[str, Any]:
         """Publish the report for the secretariat (it leaves with the next sync) and log it."""

@@ -17,10 +17,13 @@ visible cells from the total because "other" is itself at least k and, when need
 cells that were not small (secondary suppression). The vocabularies' own "other" code (another kind,
 another offence) shares that cell: it means "anything not listed" either way.
 
-The guarantee is per breakdown. Two linked breakdowns can still be played against each other in
-some cases (a country's total in ``by_counterpart_country`` minus its visible outgoing pair leaves
-its incoming pair); one such link is closed here (when a direction is suppressed, neither side of
-``pairs`` is shown, since each side adds up to its direction's count), the others are a known limit.
+The guarantee is per breakdown, and a report carries no breakdown that refines another it also
+carries: counts by counterpart country travel only as ``pairs`` (per direction), never also as a
+per-country total, from which a visible pair could be subtracted to reveal the other direction's
+suppressed one; the secretariat adds the two directions up itself. When a direction's own count is
+suppressed, neither side of ``pairs`` is shown, since each side adds up to its direction's count.
+Breakdowns of different dimensions (kind, status, offence, urgency) partition the same cases
+independently; subtracting one from another reveals no cell.
 
 At network level (`merge_reports`) the secretariat sums what nodes sent, suppresses again, and
 gives durations as histograms with the *bucket* holding the median and 90th percentile: a network
@@ -106,7 +109,6 @@ _BREAKDOWNS: Final = (
     "by_status",
     "by_direction",
     "by_offence",
-    "by_counterpart_country",
     "by_urgency",
 )
 _RESPONSES: Final = ("sent_to_acknowledged", "sent_to_executed")
@@ -258,7 +260,6 @@ def build_report(facts: Iterable[CaseFacts], *, period: str, country: str, k: in
         by["by_direction"][f.direction] += 1
         for offence in sorted({_code(o, OFFENCES) for o in f.offences} or {UNKNOWN}):
             by["by_offence"][offence] += 1
-        by["by_counterpart_country"][counterpart] += 1
         by["by_urgency"][_code(f.urgency, URGENCY)] += 1
         pairs[f.direction][counterpart] += 1
         due = _day(f.requested_by)
@@ -396,7 +397,7 @@ def merge_reports(
     overdue = 0
     suppressed_reports = 0
     suppressed_overdue = 0
-    sums: dict[str, Counter[str]] = {name: Counter() for name in _BREAKDOWNS}
+    sums: dict[str, Counter[str]] = {name: Counter() for name in (*_BREAKDOWNS, "by_counterpart_country")}
     pairs: Counter[str] = Counter()
     histograms: dict[str, Counter[str]] = {name: Counter() for name in _RESPONSES}
     by_member: dict[str, int | None] = {}
@@ -420,6 +421,8 @@ def merge_reports(
             sums[name].update(totals[name])
         for counterpart, n in report["pairs"]["outgoing"].items():
             pairs[f"{member}>{counterpart}"] += n
+        for direction in DIRECTIONS:  # per-country totals are the secretariat's sum of both directions
+            sums["by_counterpart_country"].update(report["pairs"][direction])
         for name in _RESPONSES:
             histograms[name].update(report["response_days"][name]["histogram"])
 
@@ -433,7 +436,7 @@ def merge_reports(
         "invalid_reports": sorted(invalid),
         "totals": {
             "cases": _scalar(cases, k),
-            **{name: suppress(_sorted(sums[name]), k) for name in _BREAKDOWNS},
+            **{name: suppress(_sorted(sums[name]), k) for name in sums},
             "overdue": _scalar(overdue, k),
             "suppressed_reports": suppressed_reports,
             "suppressed_overdue": suppressed_overdue,
