@@ -5,10 +5,10 @@ trainings; today that is a mailing list. Each secretariat node publishes its not
 document (`notices/<node id>`), which every member replicates and only that node may write
 (`node.policy`), like an authority's part of the contact directory.
 
-Only a node whose role is secretariat publishes. The write rule alone cannot say so (it knows
-owners, not roles), so an authority's node that wrote its own notices document anyway would
-have it replicated; reading therefore lists only documents whose owner is a secretariat: this
-node if it is one, else a trusted peer whose signed card says so. Fields are validated when
+Only a node whose role is secretariat publishes: `node.policy` refuses, locally and on receipt,
+a notices document written by any other node. Reading also lists only documents whose owner is a
+secretariat (this node if it is one, else a trusted peer whose signed card says so), in case a
+peer that was a secretariat is trusted differently later. Fields are validated when
 written and read defensively, since a peer running another version may store fields or types
 this one does not expect; an unknown category is kept and shown as-is.
 """

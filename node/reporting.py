@@ -187,8 +187,10 @@ class Reporting:
                 except ValueError:
                     log.warning("unreadable statistics report from %s", author)
                     continue
-                if isinstance(report, dict) and report.get("period") == period:
+                if stats.is_valid_report(report, period):
                     reports[author] = report
+                else:
+                    log.warning("statistics report from %s is not of the expected shape; not counted", author)
         return reports, off
 
     def network(self, period: str | None = None) -> dict[str, Any]:

@@ -387,7 +387,7 @@ def merge_reports(
     valid: dict[str, Mapping[str, Any]] = {}
     invalid: list[str] = []
     for node_id, report in reports.items():
-        if _is_valid_report(report, period):
+        if is_valid_report(report, period):
             valid[node_id] = report
         else:
             invalid.append(node_id)
@@ -478,7 +478,7 @@ def _rank_bucket(histogram: Mapping[str, int], rank: int) -> str | None:
     return low if low == high else None
 
 
-def _is_valid_report(report: object, period: str) -> bool:
+def is_valid_report(report: object, period: str) -> bool:
     """Whether a peer's report is one this module could have built for `period`: the secretariat trusts no
     sender to have followed the rules, and a bad key could otherwise end up in a spreadsheet."""
     if not isinstance(report, Mapping) or report.get("schema") != SCHEMA or report.get("period") != period:
