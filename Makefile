@@ -15,12 +15,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m node.demo
 
-test: $(STAMP) lint
+# Browser tests drive Debian's chromium (never a downloaded browser); install it when missing.
+/usr/bin/chromium:
+	@echo "installing Debian's chromium for the browser tests"
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi
+
+test: $(STAMP) lint /usr/bin/chromium
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check node sync crypto tests bench
-	$(BIN)/ruff format --check node sync crypto tests bench
+	$(BIN)/ruff check node sync crypto ui tests bench
+	$(BIN)/ruff format --check node sync crypto ui tests bench
 	$(BIN)/mypy
 
 bench: $(STAMP)

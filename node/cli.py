@@ -28,12 +28,13 @@ from node.config import (
     url_for_listen,
     validate,
 )
-from node.errors import ConfigError, PassphraseMissing
+from node.errors import ConfigError, NotFound, PassphraseMissing, ValidationError
 from node.runtime import Node, open_node
 from node.storage import Database
 from node.tokens import create_token
 
 PASSPHRASE_ENV = "SEAJUST_PASSPHRASE"
+USER_PASSWORD_ENV = "SEAJUST_USER_PASSWORD"
 
 
 def read_passphrase(args: argparse.Namespace, *, confirm: bool = False) -> str:
@@ -131,6 +132,68 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_user_password(name: str) -> str:
+    """A user's new password: from SEAJUST_USER_PASSWORD, else typed twice at the terminal, never echoed."""
+    env = os.environ.get(USER_PASSWORD_ENV)
+    if env:
+        return env
+    if not sys.stdin.isatty():
+        raise ValidationError(
+            f"no password: set {USER_PASSWORD_ENV} or run in a terminal", fields={"password": "is required"}
+        )
+    first = getpass.getpass(f"Password for {name}: ")
+    if getpass.getpass("Repeat password: ") != first:
+        raise ValidationError("the two passwords differ", fields={"password": "the two entries differ"})
+    return first
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    with opened_node(args) as node:
+        accounts = node.accounts
+        accounts.check_new(args.name, args.role)  # before asking for a password that would be refused anyway
+        user = accounts.add(args.name, read_user_password(args.name), args.role, actor="cli")
+        print(f"user {user.username} added ({user.role})")
+    return 0
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    with opened_node(args) as node:
+        users = node.accounts.list()
+        if args.json:
+            print(json.dumps([u.__dict__ for u in users], indent=2, ensure_ascii=False))
+        elif not users:
+            print("no users yet: add one with `seajust user add HOME NAME --role admin`")
+        else:
+            for u in users:
+                state = "disabled" if u.disabled else "enabled"
+                print(f"{u.username:<20}  {u.role:<7}  {state:<8}  last login: {u.last_login or 'never'}")
+    return 0
+
+
+def cmd_user_disable(args: argparse.Namespace) -> int:
+    with opened_node(args) as node:
+        node.accounts.disable(args.name, actor="cli")
+        print(f"user {args.name} disabled; their sessions have ended")
+    return 0
+
+
+def cmd_user_enable(args: argparse.Namespace) -> int:
+    with opened_node(args) as node:
+        node.accounts.enable(args.name, actor="cli")
+        print(f"user {args.name} enabled")
+    return 0
+
+
+def cmd_user_reset(args: argparse.Namespace) -> int:
+    with opened_node(args) as node:
+        accounts = node.accounts
+        if accounts.get(args.name) is None:  # before asking for a password
+            raise NotFound(f"no such user: {args.name}")
+        accounts.set_password(args.name, read_user_password(args.name), actor="cli")
+        print(f"password of {args.name} reset; their sessions have ended")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from aiohttp import web
 
@@ -157,6 +220,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def announce(_: str) -> None:  # called by aiohttp once the port is bound
         print(f"SEAJust node {node.node_id} ({node.config.name}) listening on http://{host}:{port}", flush=True)
+        code = node.accounts.setup_code()
+        if code is not None:  # the operator's console, not the log: a one-time code to create the first admin
+            print(
+                f"No web user yet. Create the first admin at http://{host}:{port}/ui/setup with the one-time "
+                f"setup code {code} (valid 24 hours), or run `seajust user add HOME NAME --role admin`.",
+                flush=True,
+            )
 
     try:
         web.run_app(app, host=host, port=port, print=announce, handle_signals=True, access_log=None)
@@ -225,6 +295,33 @@ def build_parser() -> argparse.ArgumentParser:
     run = with_home(command("run", cmd_run, "run the node (web API and peer sync) until stopped"))
     run.add_argument("--listen", metavar="HOST:PORT", help="override the configured listen address")
     run.add_argument("--verbose", action="store_true", help="debug logging (never includes content)")
+
+    user = commands.add_parser("user", help="web UI accounts", description="web UI accounts").add_subparsers(
+        dest="user_command", required=True, metavar="SUBCOMMAND"
+    )
+
+    def user_command(name: str, handler: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+        sub = with_home(user.add_parser(name, help=help_, description=help_))
+        sub.set_defaults(handler=handler)
+        return sub
+
+    uadd = user_command(
+        "add", cmd_user_add, f"add a web UI user; the password is read from ${USER_PASSWORD_ENV} or asked for"
+    )
+    uadd.add_argument("name", metavar="NAME", help="user name: lower-case letters, digits, '.', '_' or '-'")
+    uadd.add_argument("--role", default="officer", metavar="officer|admin", help="what the user may do")
+    ulist = user_command("list", cmd_user_list, "list web UI users: name, role, enabled or not, last login")
+    ulist.add_argument("--json", action="store_true", help="print JSON")
+    for name, handler, help_ in (
+        ("disable", cmd_user_disable, "stop a user signing in, and end their sessions"),
+        ("enable", cmd_user_enable, "let a disabled user sign in again"),
+        (
+            "reset",
+            cmd_user_reset,
+            f"set a new password (from ${USER_PASSWORD_ENV} or asked for); ends the user's sessions",
+        ),
+    ):
+        user_command(name, handler, help_).add_argument("name", metavar="NAME", help="user name")
 
     with_home(command("dump", cmd_dump, "print the decrypted database as SQL text (for operators and audits)"))
     return parser

@@ -32,6 +32,7 @@ from types import FrameType
 from typing import Any, Final, TypeVar
 
 from crypto.card import parse_card
+from node.cli import USER_PASSWORD_ENV
 from node.config import NodeHome
 
 DEMO_DIR: Final = Path("demo")
@@ -43,6 +44,10 @@ REPLICATION_TIMEOUT: Final = 20.0
 STOP_TIMEOUT: Final = 8.0  # seconds the nodes get to stop cleanly before they are killed
 
 T = TypeVar("T")
+
+# Web logins on every demo node, all with one demo password (printed; never do this on a real node).
+DEMO_LOGINS: Final = (("officer", "officer"), ("admin", "admin"))
+DEMO_PASSWORD: Final = "demo-password-123"
 
 
 @dataclass(frozen=True)
@@ -161,11 +166,11 @@ def child_env() -> dict[str, str]:
     return {**os.environ, PASSPHRASE_ENV: PASSPHRASE, "PYTHONUNBUFFERED": "1"}
 
 
-def seajust(*args: str, stdin: str | None = None) -> str:
+def seajust(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> str:
     """Run one `seajust` command to completion; its stdout, or DemoError with its error line."""
     result = subprocess.run(
         [sys.executable, "-m", "node.cli", *args],
-        env=child_env(),
+        env={**child_env(), **(env or {})},
         input=stdin,
         capture_output=True,
         text=True,
@@ -252,12 +257,16 @@ def prepare(node: Running) -> None:
 
 
 def introduce_and_token(node: Running, everyone: Sequence[Running]) -> None:
-    """Trust every other demo node this one does not trust yet, then make a fresh API token."""
+    """Trust every other demo node this one does not trust yet, make a fresh API token, and the web logins."""
     for other in everyone:
         if other is not node and other.node_id not in node.trusted:
             seajust("peer", "add", str(node.home), "-", stdin=other.card)
             node.trusted.add(other.node_id)
     node.token = seajust("token", "create", str(node.home), "--label", "demo")
+    existing = {user["username"] for user in json.loads(seajust("user", "list", str(node.home), "--json"))}
+    for username, role in DEMO_LOGINS:
+        if username not in existing:
+            seajust("user", "add", str(node.home), username, "--role", role, env={USER_PASSWORD_ENV: DEMO_PASSWORD})
 
 
 def api(node: Running, method: str, path: str, body: Any = None, timeout: float = 5.0) -> Any:
@@ -451,6 +460,7 @@ def show(nodes: Sequence[Running], replicated: bool) -> None:
         say()
         say(f"{node.spec.name}  [{node.spec.country}, {node.spec.role}]")
         say(f"  URL        {node.url}")
+        say(f"  Web UI     {node.url}/ui/   logins: officer / {DEMO_PASSWORD}  and  admin / {DEMO_PASSWORD}")
         say(f"  Node ID    {node.node_id}")
         say(f"  API token  {node.token}")
         say(f"  Home       {node.home}   (log: {node.log_path})")

@@ -189,8 +189,47 @@ def _v3_statistics(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v4_accounts(db: sqlite_utils.Database) -> None:
+    """Officers' accounts for the web UI: password hashes, failed logins, server-side sessions, the setup code."""
+    db.table("users").create(
+        {
+            "username": str,
+            "password_hash": str,  # Argon2id, in the PHC string format
+            "role": str,
+            "disabled": int,
+            "created_at": str,
+            "last_login": str,
+        },
+        pk="username",
+        not_null={"password_hash", "role", "disabled", "created_at"},
+        defaults={"disabled": 0},
+    )
+    # Kept in the database, not in memory, so a restart does not lift a lock-out.
+    db.table("login_failures").create(
+        {"id": int, "username": str, "client": str, "at": float},
+        pk="id",
+        not_null={"username", "client", "at"},
+    )
+    db.execute("CREATE INDEX login_failures_username ON login_failures(username, at)")
+    db.execute("CREATE INDEX login_failures_client ON login_failures(client, at)")
+    db.execute("CREATE INDEX login_failures_at ON login_failures(at)")
+    # Only the SHA-256 of a session id is stored: a copy of the database does not let anyone in.
+    db.table("sessions").create(
+        {"id_hash": str, "username": str, "csrf": str, "created_at": float, "last_seen": float},
+        pk="id_hash",
+        not_null={"username", "csrf", "created_at", "last_seen"},
+    )
+    db.execute("CREATE INDEX sessions_username ON sessions(username)")
+    db.table("setup_codes").create(
+        {"code_hash": str, "created_at": float, "used": int},
+        pk="code_hash",
+        not_null={"created_at", "used"},
+        defaults={"used": 0},
+    )
+
+
 Migration = Callable[[sqlite_utils.Database], None]
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (_v1_initial, _v2_cases, _v3_statistics)
+MIGRATIONS: Final[tuple[Migration, ...]] = (_v1_initial, _v2_cases, _v3_statistics, _v4_accounts)
 
 LATEST_VERSION: Final[int] = len(MIGRATIONS)

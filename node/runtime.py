@@ -18,6 +18,7 @@ from aiohttp import web
 from crypto.card import make_card
 from crypto.identity import Identity
 from crypto.keystore import load_keyfile
+from node.accounts import Accounts
 from node.blobs import BlobStore
 from node.case_index import CaseIndex, Reminders
 from node.case_keys import CaseKeys
@@ -57,6 +58,7 @@ class Node:
     cases: Cases
     blobs: BlobStore
     reporting: Reporting
+    accounts: Accounts
     dialer: Dialer | None = None
     last_seen: dict[str, str] = field(default_factory=dict)
 
@@ -259,6 +261,7 @@ def open_node(home_path: Path, passphrase: str) -> Node:
         cases=cases,
         blobs=blobs,
         reporting=reporting,
+        accounts=Accounts(db),
     )
     cases.on_shared = engine.regrant
     node_holder.append(node)
