@@ -24,6 +24,7 @@ from sync.blob_transfer import BlobRequestChecker
 from sync.blob_transport import BLOB_PATH, blob_handler
 from sync.messages import SignedUpdate
 from sync.transport import SYNC_PATH, Dialer, websocket_handler
+from ui.web import setup_ui
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,7 @@ def create_app(node: Node) -> web.Application:
     add_routes(app)
     app.router.add_get(SYNC_PATH, websocket_handler(node.engine))  # type: ignore[arg-type]
     app.router.add_get(BLOB_PATH, _blob_handler(node))
+    setup_ui(app)
     app.cleanup_ctx.append(_sync_ctx)
     app.on_shutdown.append(_close_sessions)
     return app

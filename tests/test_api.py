@@ -206,8 +206,8 @@ async def test_openapi_describes_every_route(client: TestClient) -> None:  # typ
     for route in client.app.router.routes():  # type: ignore[union-attr]
         info = route.resource.get_info() if route.resource else {}
         path = info.get("path") or info.get("formatter")
-        if route.method in ("HEAD", "*") or path is None or path.startswith("/sync/"):  # the peer protocol
-            continue
+        if route.method in ("HEAD", "*") or path is None or path.startswith(("/sync/", "/ui")):
+            continue  # the peer protocol and the web pages are not part of the JSON API
         served.add((path, route.method.lower()))
     described = {(path, method) for path, ops in doc["paths"].items() for method in ops if method != "parameters"}
     assert served == described
@@ -218,7 +218,7 @@ def test_crdt_document_is_used_only_through_node_crdt() -> None:
     root = Path(__file__).resolve().parent.parent
     offenders = [
         str(path.relative_to(root))
-        for package in ("node", "sync", "crypto")
+        for package in ("node", "sync", "crypto", "ui")
         for path in (root / package).rglob("*.py")
         if "pycrdt" in path.read_text() and path.name != "crdt.py"
     ]
