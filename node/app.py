@@ -28,6 +28,8 @@ from ui.web import setup_ui
 
 log = logging.getLogger(__name__)
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
 WATCH_INTERVAL = 1.0  # seconds between checks for changes made by another process (the CLI)
 FLUSH_INTERVAL = 5.0
 COMPACT_INTERVAL = 300.0
@@ -127,8 +129,24 @@ def _blob_handler(node: Node) -> Callable[[web.Request], Awaitable[web.StreamRes
     )
 
 
+@web.middleware
+async def forwarded_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Behind a TLS-terminating proxy (`behind_proxy`), see the request as the proxy received it."""
+    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    client = request.headers.get("X-Forwarded-For", "").split(",")[0].strip()
+    changes: dict[str, str] = {}
+    if proto in ("http", "https"):
+        changes["scheme"] = proto
+    if client:
+        changes["remote"] = client
+    return await handler(request.clone(**changes) if changes else request)  # type: ignore[arg-type]
+
+
 def create_app(node: Node) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=2 * 1024 * 1024)
+    middlewares = [forwarded_middleware] if node.config.behind_proxy else []
+    app = web.Application(
+        middlewares=[*middlewares, error_middleware, auth_middleware], client_max_size=2 * 1024 * 1024
+    )
     app[NODE_KEY] = node
     add_routes(app)
     app.router.add_get(SYNC_PATH, websocket_handler(node.engine))  # type: ignore[arg-type]

@@ -42,6 +42,7 @@ class NodeConfig:
     max_attachment_mb: int = 50
     reporting: str = "daily"
     stats_k: int = 3
+    behind_proxy: bool = False
 
     @property
     def host(self) -> str:
@@ -107,8 +108,21 @@ def validate(raw: dict[str, Any]) -> NodeConfig:
     k = node.get("stats_k", 3)
     if not isinstance(k, int) or isinstance(k, bool) or not 2 <= k <= 100:
         raise ConfigError("node.stats_k must be a whole number from 2 to 100")
+    behind_proxy = node.get("behind_proxy", False)
+    if not isinstance(behind_proxy, bool):
+        raise ConfigError("node.behind_proxy must be true or false")
     return NodeConfig(
-        name.strip(), country, str(role), listen, check_url(url), **numbers, reporting=reporting, stats_k=k
+        name.strip(),
+        country,
+        str(role),
+        listen,
+        check_url(url),
+        ack_reminder_days=numbers["ack_reminder_days"],
+        due_soon_days=numbers["due_soon_days"],
+        max_attachment_mb=numbers["max_attachment_mb"],
+        reporting=reporting,
+        stats_k=k,
+        behind_proxy=behind_proxy,
     )
 
 

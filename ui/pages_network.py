@@ -1,43 +1,53 @@
-"""Read-only pages about the network: the contact-point directory, the country profiles, the peers and
-this node's case counts.
+"""What the pages about the network share: the messages their forms leave, and reading list-like form fields.
 
-They show what the node already holds (replicated from the other members); changing a profile or the
-directory is still done through the API or the CLI, so these pages cannot disagree with those rules.
+The pages themselves are one module each: the contact directory (`ui.pages_directory`), the country
+profiles (`ui.pages_profiles`), the peers (`ui.pages_peers`), the statistics (`ui.pages_stats`) and the
+secretariat's notices (`ui.pages_notices`). Like every page, they change nothing themselves: each form
+becomes a call to the same `node.*` component the JSON API uses, so the rules and their messages are
+the same everywhere, and a refused form is drawn again with the reasons next to the fields.
+
+After a form succeeds, its handler redirects with `?done=<code>` (see `ui.render`); the codes of these
+pages pick one of the fixed messages below, so the address bar can never make a page say anything else.
 """
 
 from __future__ import annotations
 
-from aiohttp import web
+from collections.abc import Mapping
+from typing import Any, Final
 
-from node.runtime import NODE_KEY
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from ui.i18n import N_
 from ui.render import page
 
-
-async def directory(request: web.Request) -> web.Response:
-    node = request.app[NODE_KEY]
-    q = (request.query.get("q") or "").strip()[:200]
-    contacts = node.directory.list(q=q or None)
-    return page(request, "directory.html", {"contacts": contacts, "q": q})
-
-
-async def profiles(request: web.Request) -> web.Response:
-    node = request.app[NODE_KEY]
-    return page(request, "profiles.html", {"profiles": node.profiles.list()})
-
-
-async def peers(request: web.Request) -> web.Response:
-    node = request.app[NODE_KEY]
-    return page(request, "peers.html", {"peers": [node.peer_status(p) for p in node.peers.all()]})
+MESSAGES: Final[dict[str, str]] = {
+    "contact_added": N_(
+        "The contact point was added to the directory. The other members receive it at the next exchange."
+    ),
+    "contact_saved": N_("The contact point was saved."),
+    "contact_deleted": N_("The contact point was removed from the directory."),
+    "profile_saved": N_("Your country profile was saved. The other members receive it at the next exchange."),
+    "stats_sent": N_("The report was published for the secretariat; it leaves with the next exchange."),
+    "notice_published": N_("The notice was published to the network."),
+    "notice_saved": N_("The notice was saved."),
+    "notice_deleted": N_("The notice was deleted."),
+}
 
 
-async def statistics(request: web.Request) -> web.Response:
-    node = request.app[NODE_KEY]
-    counts = node.cases.index.counts()
-    return page(request, "statistics.html", {"counts": counts, "total": sum(counts.values())})
+def network_page(
+    request: web.Request, template: str, context: Mapping[str, Any] | None = None, *, status: int = 200
+) -> web.Response:
+    """`ui.render.page`, showing the message for one of this family's `?done=` codes as well."""
+    message = MESSAGES.get(request.query.get("done", ""))
+    return page(request, template, {**(context or {}), **({"flash": message} if message else {})}, status=status)
 
 
-def add_network_routes(app: web.Application) -> None:
-    app.router.add_get("/ui/directory", directory)
-    app.router.add_get("/ui/profiles", profiles)
-    app.router.add_get("/ui/peers", peers)
-    app.router.add_get("/ui/statistics", statistics)
+def lines(text: object) -> list[str]:
+    """A textarea holding one item a line, as a list of the non-blank lines."""
+    return [line.strip() for line in str(text or "").splitlines() if line.strip()]
+
+
+def chosen(form: MultiDictProxy[Any], name: str) -> list[str]:
+    """The values of a group of checkboxes (or a multiple select): every `name` sent, as text."""
+    return [str(v) for v in form.getall(name, [])]

@@ -1,17 +1,30 @@
 """Accounts of this node's officers, for administrators: who may sign in, with which role.
 
-Only admins reach these pages (`ui.sessions.ADMIN_PREFIXES`). Disabling an account ends its sessions at
-once; `node.accounts` refuses to disable the last enabled administrator, and the page says why.
+Only admins reach these pages (`ui.sessions.ADMIN_PREFIXES`). The list adds accounts and disables or
+enables them; each account's own page changes its role or sets a new password (which ends its
+sessions, as disabling does). `node.accounts` refuses to disable or demote the last enabled
+administrator, and checks names and passwords; the page shows its reason next to the form used.
 """
 
 from __future__ import annotations
 
+from typing import Any, Final
+
 from aiohttp import web
 
-from node.accounts import ROLES
-from node.errors import NodeError, ValidationError
+from node.accounts import ROLES, User
+from node.errors import NodeError, NotFound, ValidationError
+from ui.i18n import N_
 from ui.render import done, page
-from ui.sessions import accounts_of, actor
+from ui.sessions import accounts_of, actor, require_session
+
+# Messages of this page's own `?done=` codes (the others are `ui.render.DONE`'s).
+MESSAGES: Final[dict[str, str]] = {"role_changed": N_("The role was changed.")}
+
+
+def _message(request: web.Request) -> dict[str, str]:
+    message = MESSAGES.get(request.query.get("done", ""))
+    return {"flash": message} if message else {}
 
 
 def _users_page(
@@ -62,7 +75,68 @@ async def set_enabled(request: web.Request) -> web.Response:
     raise done("/ui/users", code)
 
 
+def _account(request: web.Request) -> User:
+    user = accounts_of(request.app).get(request.match_info["username"])
+    if user is None:
+        raise NotFound("there is no such account on this node")
+    return user
+
+
+def _user_page(
+    request: web.Request,
+    *,
+    status: int = 200,
+    role_error: str | None = None,
+    password_errors: dict[str, str] | None = None,
+    **extra: Any,
+) -> web.Response:
+    user = _account(request)
+    context = {
+        "account": user,
+        "roles": ROLES,
+        "is_self": user.username == require_session(request).username,
+        "role_error": role_error,
+        "password_errors": password_errors or {},
+        **_message(request),
+        **extra,
+    }
+    return page(request, "user.html", context, status=status)
+
+
+async def user_detail(request: web.Request) -> web.Response:
+    return _user_page(request)
+
+
+async def set_role(request: web.Request) -> web.Response:
+    form = await request.post()
+    user = _account(request)
+    try:
+        accounts_of(request.app).set_role(user.username, str(form.get("role", "")), actor=actor(request))
+    except NodeError as exc:
+        if exc.http_status == 404:
+            raise
+        fields = getattr(exc, "fields", {})
+        return _user_page(request, status=exc.http_status, role_error=fields.get("role", exc.message))
+    raise done(f"/ui/users/{user.username}", "role_changed")
+
+
+async def set_password(request: web.Request) -> web.Response:
+    form = await request.post()
+    user = _account(request)
+    password = str(form.get("password", ""))
+    if password != str(form.get("password_again", "")):
+        return _user_page(request, status=422, password_errors={"password_again": "the two passwords are not the same"})
+    try:
+        accounts_of(request.app).set_password(user.username, password, actor=actor(request))
+    except ValidationError as exc:
+        return _user_page(request, status=exc.http_status, password_errors=dict(exc.fields))
+    raise done(f"/ui/users/{user.username}", "password_set")
+
+
 def add_user_routes(app: web.Application) -> None:
     app.router.add_get("/ui/users", users)
     app.router.add_post("/ui/users", add_user)
+    app.router.add_get("/ui/users/{username}", user_detail)
     app.router.add_post("/ui/users/{username}/enabled", set_enabled)
+    app.router.add_post("/ui/users/{username}/role", set_role)
+    app.router.add_post("/ui/users/{username}/password", set_password)

@@ -41,6 +41,7 @@ NAVIGATION: Final = (
     ("/ui/directory", N_("Directory"), False),
     ("/ui/profiles", N_("Profiles"), False),
     ("/ui/statistics", N_("Statistics"), False),
+    ("/ui/notices", N_("Notices"), False),
     ("/ui/peers", N_("Peers"), False),
     ("/ui/users", N_("Users"), True),
 )

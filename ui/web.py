@@ -29,8 +29,12 @@ from ui.labels import label
 from ui.pages_auth import add_auth_routes
 from ui.pages_cases import add_case_routes
 from ui.pages_dashboard import add_dashboard_routes
-from ui.pages_network import add_network_routes
+from ui.pages_directory import add_directory_routes
 from ui.pages_new_case import add_new_case_routes
+from ui.pages_notices import add_notice_routes
+from ui.pages_peers import add_peer_routes
+from ui.pages_profiles import add_profile_routes
+from ui.pages_stats import add_stats_routes
 from ui.pages_users import add_user_routes
 from ui.sessions import session_middleware
 
@@ -59,6 +63,10 @@ def setup_ui(app: web.Application) -> None:
     add_auth_routes(app)
     add_new_case_routes(app)  # before the case routes: "new" would otherwise read as a case ID
     add_case_routes(app)
-    add_network_routes(app)
+    add_directory_routes(app)
+    add_profile_routes(app)
+    add_peer_routes(app)
+    add_stats_routes(app)
+    add_notice_routes(app)
     add_user_routes(app)
     app.router.add_static("/ui/static/", STATIC_DIR, name="ui_static", append_version=False)
