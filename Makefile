@@ -18,8 +18,8 @@ demo: $(STAMP)
 # Browser tests drive Debian's chromium (never a downloaded browser); install it when missing.
 /usr/bin/chromium:
 	@echo "installing Debian's chromium for the browser tests"
-	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
-	else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-thai-tlwg; \
+	else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-thai-tlwg; fi
 
 test: $(STAMP) lint /usr/bin/chromium
 	$(BIN)/python -m pytest -q

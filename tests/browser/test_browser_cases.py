@@ -13,6 +13,7 @@ from playwright.sync_api import Browser, Page, expect
 pytestmark = pytest.mark.processes
 
 PASSWORD = "browser-test-password"
+THAI_DASHBOARD = "ภาพรวม"  # "Dashboard" in the Thai catalog
 SUMMARY = "Proceeds of an online investment fraud moved through accounts in Ha Noi"
 
 
@@ -95,6 +96,29 @@ def test_a_request_goes_from_one_authority_to_the_other_in_the_browser(
 
     wait_until(acknowledged_on_thai_side, timeout=20, what="the acknowledgement to reach Thailand")
     thai.screenshot(path=str(screenshots / "case-acknowledged.png"), full_page=True)
+
+    # A contact point added on Thailand reaches Viet Nam's directory.
+    thai.goto(f"{th.url}/ui/directory/new")
+    thai.fill("#name", "Somchai Rattanakul")
+    thai.fill("#email", "somchai@oag.example")
+    thai.get_by_role("button", name="Add the contact point").click()
+    expect(thai.get_by_role("cell", name="Somchai Rattanakul", exact=True)).to_be_visible()
+
+    def in_viet_directory() -> bool:
+        viet.goto(f"{vn.url}/ui/directory")
+        return "Somchai Rattanakul" in viet.content()
+
+    wait_until(in_viet_directory, timeout=20, what="the contact point in Viet Nam's directory")
+    thai.screenshot(path=str(screenshots / "directory.png"), full_page=True)
+
+    # The officer switches to Thai: the page, its menu and its language attribute follow.
+    thai.select_option("#language-choice", value="th")
+    thai.get_by_role("button", name="Change").click()
+    expect(thai.locator("html")).to_have_attribute("lang", "th")
+    expect(thai.get_by_role("link", name=THAI_DASHBOARD)).to_be_visible()
+    thai.set_viewport_size({"width": 390, "height": 844})
+    thai.goto(case_url)
+    thai.screenshot(path=str(screenshots / "case-thai-phone.png"), full_page=True)
 
     unodc = log_in(browser, sec)
     unodc.goto(f"{sec.url}/ui/statistics")
