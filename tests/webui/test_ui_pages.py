@@ -367,3 +367,39 @@ def test_a_compiled_catalog_translates_the_pages(tmp_path: Path, monkeypatch: py
         assert template.render(lang="en", who="<b>") == "Sign in|Signed in as &lt;b&gt;|Mar 12, 2026"
     finally:
         i18n.translations.cache_clear()
+
+
+async def test_every_free_text_field_of_a_case_renders_inert(client: Client, node: Node, officer: str) -> None:
+    """Payloads in every field an officer or the counterpart can fill in reach the pages only as text."""
+    await login(client)
+    payload = XSS[1]
+    case = node.cases.create(
+        {
+            "kind": "mla",
+            "counterpart": next(p.node_id for p in node.peers.all()),
+            "reference": payload[:100],
+            "summary": XSS[0] + "\n" + payload,
+            "treaty": payload,
+            "urgency": "urgent",
+            "urgency_reason": payload,
+            "offences": ["fraud"],
+            "measures": ["bank_records"],
+            "legal_basis": ["bilateral_treaty"],
+            "languages": ["en"],
+        },
+        actor="tests",
+    )
+    node.cases.add_note(case["id"], {"text": payload}, actor=payload)
+    node.cases.add_attachment(
+        case["id"],
+        name=payload.replace('"', "") + ".pdf",
+        media_type="application/pdf",
+        data=b"%PDF",
+        meta={},
+        actor="t",
+    )
+    node.cases.transition(case["id"], {"to": "withdrawn", "reason": payload}, actor="tests")
+    node.directory.create({"name": payload, "title": payload, "authority": payload}, actor="tests")
+    for path in (f"/ui/cases/{case['id']}", "/ui/cases", "/ui/", "/ui/directory", f"/ui/cases?q={payload}"):
+        html = await (await client.get(path)).text()
+        assert "<img src=x" not in html and "<script>alert" not in html, path
