@@ -7,9 +7,7 @@ body) with their own size limit, not the 2 MB one of JSON requests, and never he
 
 from __future__ import annotations
 
-import re
 from typing import Any, Final
-from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
 
@@ -18,7 +16,7 @@ from node.cases import AttachmentRefused
 from node.documents import utc_now
 from node.errors import BadRequest, ValidationError
 from node.export import DOCX_MEDIA_TYPE, export_filename, request_document
-from node.http import actor_of, json_response, read_json
+from node.http import actor_of, attachment_response, json_response, read_json
 from node.runtime import NODE_KEY
 from node.vocab import (
     CASE_KINDS,
@@ -33,7 +31,6 @@ from node.vocab import (
 from node.workflow import STATUSES, render_table
 
 CHUNK: Final = 256 * 1024
-_MEDIA_TYPE: Final = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
 
 
 def _bool(query: Any, name: str) -> bool | None:
@@ -201,26 +198,10 @@ async def upload_attachment(request: web.Request) -> web.Response:
     return json_response(attachment, status=201)
 
 
-def _content_disposition(name: str) -> str:
-    """`attachment` with the file name as given (RFC 6266 `filename*`) and an ASCII fallback. The name may come
-    from a peer, which `case_fields.attachment_name` never saw: nothing in it can break or add a header."""
-    fallback = "".join(c if " " <= c < "\x7f" and c not in '"\\' else "_" for c in name)
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
-
-
 async def download_attachment(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     meta, data = node.cases.read_attachment(request.match_info["case_id"], request.match_info["attachment_id"])
-    media_type = str(meta.get("media_type") or "")
-    return web.Response(
-        body=data,
-        content_type=media_type if _MEDIA_TYPE.fullmatch(media_type) else "application/octet-stream",
-        headers={
-            "Content-Disposition": _content_disposition(str(meta.get("name") or "attachment")),
-            "X-Content-SHA256": str(meta.get("sha256", "")),
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+    return attachment_response(meta, data)
 
 
 async def update_attachment(request: web.Request) -> web.Response:

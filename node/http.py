@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -30,3 +33,27 @@ async def read_json(request: web.Request) -> Any:
 def actor_of(request: web.Request) -> str:
     """The audit log's actor for a request (one per API token until accounts arrive)."""
     return "api"
+
+
+_MEDIA_TYPE: Final = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
+
+
+def _content_disposition(name: str) -> str:
+    """`attachment` with the file name as given (RFC 6266 `filename*`) and an ASCII fallback. The name may come
+    from a peer, which `case_fields.attachment_name` never saw: nothing in it can break or add a header."""
+    fallback = "".join(c if " " <= c < "\x7f" and c not in '"\\' else "_" for c in name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def attachment_response(meta: Mapping[str, Any], data: bytes) -> web.Response:
+    """A case attachment as a download (API and web UI alike), never rendered in place by the browser."""
+    media_type = str(meta.get("media_type") or "")
+    return web.Response(
+        body=data,
+        content_type=media_type if _MEDIA_TYPE.fullmatch(media_type) else "application/octet-stream",
+        headers={
+            "Content-Disposition": _content_disposition(str(meta.get("name") or "attachment")),
+            "X-Content-SHA256": str(meta.get("sha256", "")),
+            "X-Content-Type-Options": "nosniff",
+        },
+    )

@@ -8,7 +8,6 @@ was used (and the status the API would answer); a successful one redirects, so r
 
 from __future__ import annotations
 
-import re
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -17,6 +16,7 @@ from aiohttp import BodyPartReader, hdrs, web
 from node.case_index import CaseFilter
 from node.cases import AttachmentRefused
 from node.errors import CheckFailed, NodeError, ValidationError
+from node.http import attachment_response
 from node.runtime import NODE_KEY, Node
 from node.vocab import CASE_KINDS, LANGUAGES, TRANSLATION_STATUS
 from node.workflow import STATUSES
@@ -28,7 +28,6 @@ from ui.sessions import actor
 
 CHUNK: Final = 256 * 1024
 PAGE_SIZE: Final = 100
-_MEDIA_TYPE: Final = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
 
 
 def listed(node: Node, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -210,22 +209,10 @@ async def upload(request: web.Request) -> web.Response:
     raise done(f"/ui/cases/{quote(case_id)}", "attached")
 
 
-def _content_disposition(name: str) -> str:
-    """`attachment` with the name as given (RFC 6266 `filename*`) and an ASCII fallback that cannot break the
-    header: the name may come from a peer."""
-    fallback = "".join(c if " " <= c < "\x7f" and c not in '"\\' else "_" for c in name)
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
-
-
 async def download(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     meta, data = node.cases.read_attachment(request.match_info["case_id"], request.match_info["attachment_id"])
-    media_type = str(meta.get("media_type") or "")
-    return web.Response(
-        body=data,
-        content_type=media_type if _MEDIA_TYPE.fullmatch(media_type) else "application/octet-stream",
-        headers={"Content-Disposition": _content_disposition(str(meta.get("name") or "attachment"))},
-    )
+    return attachment_response(meta, data)
 
 
 def add_case_routes(app: web.Application) -> None:
