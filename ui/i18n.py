@@ -20,6 +20,7 @@ from typing import Any, Final
 from aiohttp import web
 from babel import Locale
 from babel.dates import format_date, format_datetime
+from babel.numbers import format_decimal
 from babel.support import NullTranslations, Translations
 from jinja2 import Environment, pass_context
 from jinja2.runtime import Context
@@ -106,8 +107,16 @@ def country(context: Context, code: Any) -> str:
     return str(Locale.parse(_lang(context)).territories.get(code.upper(), code))
 
 
+@pass_context
+def number(context: Context, value: Any) -> str:
+    """A count in the officer's language's digits grouping ("12,345", "12.345"); as-is if not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "" if value is None else str(value)
+    return str(format_decimal(value, locale=_lang(context)))
+
+
 def install(env: Environment) -> None:
-    """Give templates `_`, `gettext`, `ngettext`, `{% trans %}` and the `day`/`moment`/`country` filters."""
+    """Give templates `_`, `gettext`, `ngettext`, `{% trans %}` and the `day`/`moment`/`country`/`number` filters."""
     env.add_extension("jinja2.ext.i18n")
     env.install_gettext_callables(_gettext, _ngettext, newstyle=True)  # type: ignore[attr-defined]
-    env.filters.update(day=day, moment=moment, country=country)
+    env.filters.update(day=day, moment=moment, country=country, number=number)

@@ -309,3 +309,14 @@ def test_compiled_catalogs_are_up_to_date(lang: str, tmp_path: Path) -> None:
     loaded = Translations(BytesIO(committed.read_bytes()))
     sample = next(m for m in catalog_of(lang) if m.id and isinstance(m.id, str) and m.string and not m.fuzzy)
     assert loaded.gettext(sample.id) == sample.string
+
+
+@pytest.mark.parametrize(("lang", "shown"), [("en", "12,345"), ("vi", "12.345"), ("th", "12,345")])
+def test_counts_follow_the_language(lang: str, shown: str) -> None:
+    from jinja2 import Environment
+
+    from ui import i18n
+
+    env = Environment(autoescape=True)
+    i18n.install(env)
+    assert env.from_string("{{ n|number }}").render(n=12345, lang=lang) == shown
