@@ -22,6 +22,7 @@ from node.reporting import INTERVALS
 from node.runtime import NODE_KEY, Node
 from sync.blob_transfer import BlobRequestChecker
 from sync.blob_transport import BLOB_PATH, blob_handler
+from sync.discovery import Discovery
 from sync.messages import SignedUpdate
 from sync.transport import SYNC_PATH, Dialer, websocket_handler
 from ui.web import setup_ui
@@ -95,8 +96,20 @@ async def _sync_ctx(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(_every(FLUSH_INTERVAL, node.flush_sync_state, "flush")),
         asyncio.create_task(_every(COMPACT_INTERVAL, _compactor(node), "compaction")),
     ]
+    discovery = None
+    if node.config.discovery:
+        discovery = Discovery(
+            sign_key=node.identity.public.sign_key,
+            port=node.config.port,
+            host=node.config.host,
+            trusted=lambda: {p.node_id: p.sign_key for p in node.peers.all()},
+            on_found=node.found_on_lan,
+        )
+        await discovery.start()
     log.info("node %s (%s) starting", node.node_id, node.config.name)
     yield
+    if discovery is not None:
+        await discovery.stop()
     for task in tasks:
         task.cancel()
     for task in tasks:

@@ -43,6 +43,7 @@ class NodeConfig:
     reporting: str = "daily"
     stats_k: int = 3
     behind_proxy: bool = False
+    discovery: bool = False
 
     @property
     def host(self) -> str:
@@ -108,9 +109,9 @@ def validate(raw: dict[str, Any]) -> NodeConfig:
     k = node.get("stats_k", 3)
     if not isinstance(k, int) or isinstance(k, bool) or not 2 <= k <= 100:
         raise ConfigError("node.stats_k must be a whole number from 2 to 100")
-    behind_proxy = node.get("behind_proxy", False)
-    if not isinstance(behind_proxy, bool):
-        raise ConfigError("node.behind_proxy must be true or false")
+    behind_proxy, discovery = node.get("behind_proxy", False), node.get("discovery", False)
+    if not isinstance(behind_proxy, bool) or not isinstance(discovery, bool):
+        raise ConfigError("node.behind_proxy and node.discovery must be true or false")
     return NodeConfig(
         name.strip(),
         country,
@@ -123,6 +124,7 @@ def validate(raw: dict[str, Any]) -> NodeConfig:
         reporting=reporting,
         stats_k=k,
         behind_proxy=behind_proxy,
+        discovery=discovery,
     )
 
 

@@ -61,6 +61,7 @@ class Node:
     accounts: Accounts
     dialer: Dialer | None = None
     last_seen: dict[str, str] = field(default_factory=dict)
+    discovered: dict[str, tuple[str, ...]] = field(default_factory=dict)  # addresses found by mDNS, per peer
 
     @property
     def node_id(self) -> str:
@@ -122,7 +123,15 @@ class Node:
             if peer_id not in trusted:
                 self.engine.disconnect(peer_id)
         if self.dialer is not None:
-            self.dialer.update({p.node_id: p.addresses for p in self.peers.all()})
+            self.dialer.update(
+                {p.node_id: (*self.discovered.get(p.node_id, ()), *p.addresses) for p in self.peers.all()}
+            )
+
+    def found_on_lan(self, node_id: str, addresses: tuple[str, ...]) -> None:
+        """A trusted peer recognised by mDNS: dial it there first (its card's addresses stay as a fallback)."""
+        if self.peers.get(node_id) is not None and self.discovered.get(node_id) != addresses:
+            self.discovered[node_id] = addresses
+            self.peers_changed()
 
     def load_cursors(self) -> None:
         for row in self.db.query("SELECT peer_id, doc_id, author, seq FROM peer_cursors"):
