@@ -14,6 +14,7 @@ from aiohttp import web
 
 from crypto.errors import SeajustError
 from node.api_cases import add_case_routes
+from node.api_invitations import add_invitation_routes
 from node.api_notices import add_notice_routes
 from node.api_profiles import add_profile_routes
 from node.api_stats import add_stats_routes
@@ -142,6 +143,7 @@ def add_routes(app: web.Application) -> None:
     add_notice_routes(app)
     add_case_routes(app)
     add_stats_routes(app)
+    add_invitation_routes(app)
 
 
 __all__ = ["Node", "add_routes", "auth_middleware", "error_middleware"]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -23,6 +24,7 @@ from node.runtime import NODE_KEY, Node
 from sync.blob_transfer import BlobRequestChecker
 from sync.blob_transport import BLOB_PATH, blob_handler
 from sync.discovery import Discovery
+from sync.invite_transport import INVITE_PATH, invitation_handler
 from sync.messages import SignedUpdate
 from sync.transport import SYNC_PATH, Dialer, websocket_handler
 from ui.web import setup_ui
@@ -129,6 +131,15 @@ async def _close_sessions(app: web.Application) -> None:
     await asyncio.sleep(0)
 
 
+def _invitation_handler(node: Node) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    def answer(claim: Mapping[str, Any]) -> dict[str, str]:
+        reply = node.invitations.answer_claim(claim)
+        node.peers_changed()  # dial the new peer now
+        return reply
+
+    return invitation_handler(answer)
+
+
 def _blob_handler(node: Node) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     def may_fetch(peer_id: str, blob_id: str) -> bool:
         owner = node.cases.blob_owner(blob_id)
@@ -164,6 +175,7 @@ def create_app(node: Node) -> web.Application:
     add_routes(app)
     app.router.add_get(SYNC_PATH, websocket_handler(node.engine))  # type: ignore[arg-type]
     app.router.add_get(BLOB_PATH, _blob_handler(node))
+    app.router.add_post(INVITE_PATH, _invitation_handler(node))
     setup_ui(app)
     app.cleanup_ctx.append(_sync_ctx)
     app.on_shutdown.append(_close_sessions)

@@ -228,8 +228,26 @@ def _v4_accounts(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v5_invitations(db: sqlite_utils.Database) -> None:
+    """One-time invitation codes (only their hashes) an admin gave to another authority (`node.invitations`)."""
+    db.table("invitations").create(
+        {
+            "invite_id": str,  # first 8 bytes of SHA-256("id|" + code), hex
+            "code_hash": bytes,  # SHA-256(code): never the code itself
+            "created_at": str,
+            "created_by": str,
+            "expires_at": float,  # seconds since 1970
+            "failures": int,  # wrong macs so far; MAX_ATTEMPTS burns the invitation
+            "used_at": str,
+            "used_by": str,  # the node ID that claimed it
+        },
+        pk="invite_id",
+        not_null={"code_hash", "created_at", "created_by", "expires_at", "failures"},
+    )
+
+
 Migration = Callable[[sqlite_utils.Database], None]
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (_v1_initial, _v2_cases, _v3_statistics, _v4_accounts)
+MIGRATIONS: Final[tuple[Migration, ...]] = (_v1_initial, _v2_cases, _v3_statistics, _v4_accounts, _v5_invitations)
 
 LATEST_VERSION: Final[int] = len(MIGRATIONS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from node.api_invitations import OPENAPI_PATHS as INVITATION_PATHS
 from node.api_notices import OPENAPI_PATHS as NOTICE_PATHS
 from node.api_notices import OPENAPI_SCHEMAS as NOTICE_SCHEMAS
 from node.api_profiles import OPENAPI_PATHS, OPENAPI_SCHEMAS
@@ -212,5 +213,6 @@ def openapi_document() -> dict[str, Any]:
             **NOTICE_PATHS,
             **CASE_PATHS,
             **STATS_PATHS,
+            **INVITATION_PATHS,
         },
     }

@@ -27,6 +27,7 @@ from node.config import NodeConfig, NodeHome
 from node.directory import Directory
 from node.documents import DocumentStore, utc_now
 from node.errors import NotFound
+from node.invitations import Invitations
 from node.notices import Notices
 from node.peers import Peer, PeerRegistry
 from node.policy import REPORT_PREFIX, Policy, is_case
@@ -59,6 +60,7 @@ class Node:
     blobs: BlobStore
     reporting: Reporting
     accounts: Accounts
+    invitations: Invitations
     dialer: Dialer | None = None
     last_seen: dict[str, str] = field(default_factory=dict)
     discovered: dict[str, tuple[str, ...]] = field(default_factory=dict)  # addresses found by mDNS, per peer
@@ -271,6 +273,7 @@ def open_node(home_path: Path, passphrase: str) -> Node:
         blobs=blobs,
         reporting=reporting,
         accounts=Accounts(db),
+        invitations=Invitations(db, identity, lambda: node_holder[0].card(), peers),
     )
     cases.on_shared = engine.regrant
     node_holder.append(node)
