@@ -132,6 +132,33 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_invite_create(args: argparse.Namespace) -> int:
+    with opened_node(args) as node:
+        code = node.invitations.create(actor="cli")
+    print(code)
+    print("Read this code to the other authority's admin; it works once, for 24 hours.", file=sys.stderr)
+    return 0
+
+
+def cmd_invite_accept(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import aiohttp
+
+    from sync.invite_transport import exchange_claim
+
+    async def claim_at(url: str, claim: dict[str, str]) -> dict[str, object]:
+        async with aiohttp.ClientSession() as http:
+            return await exchange_claim(http, url, claim)
+
+    with opened_node(args) as node:
+        claim, state = node.invitations.make_claim(args.code)
+        answer = asyncio.run(claim_at(args.url, claim))
+        peer = node.invitations.finish(answer, state, actor="cli")
+    print(f"now trusting {peer.name} ({peer.country}), node ID {peer.node_id}")
+    return 0
+
+
 def read_user_password(name: str) -> str:
     """A user's new password: from SEAJUST_USER_PASSWORD, else typed twice at the terminal, never echoed."""
     env = os.environ.get(USER_PASSWORD_ENV)
@@ -291,6 +318,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--label", help="what the token is for (stored; the token itself is not)")
     create.set_defaults(handler=cmd_token_create)
+
+    invite = commands.add_parser("invite", help="invitations between nodes").add_subparsers(
+        dest="invite_command", required=True, metavar="SUBCOMMAND"
+    )
+    with_home(
+        invite.add_parser(
+            "create", help="print a one-time invitation code", description="print a one-time invitation code"
+        )
+    ).set_defaults(handler=cmd_invite_create)
+    accept = with_home(
+        invite.add_parser(
+            "accept", help="claim another node's invitation", description="claim another node's invitation and trust it"
+        )
+    )
+    accept.add_argument("code", help="the code read to you")
+    accept.add_argument("url", help="the inviting node's address, like https://seajust.example.org")
+    accept.set_defaults(handler=cmd_invite_accept)
 
     run = with_home(command("run", cmd_run, "run the node (web API and peer sync) until stopped"))
     run.add_argument("--listen", metavar="HOST:PORT", help="override the configured listen address")
