@@ -240,3 +240,37 @@ def files_contain(root: Path, needles: list[bytes]) -> list[str]:
             data = path.read_bytes()
             found += [f"{path.name}: {n!r}" for n in needles if n in data]
     return found
+
+
+def run_in_terminal(
+    args: list[str], answers: list[str], *, prompt: bytes, unset: str, timeout: float = 30.0
+) -> tuple[int, str]:
+    """Run the CLI with a real pseudo-terminal (so it prompts), answering each `prompt` in turn; `unset` is the
+    environment variable removed so the CLI has to ask."""
+    import pty
+    import select
+
+    env = {k: v for k, v in node_env().items() if k != unset}
+    pid, fd = pty.fork()
+    if pid == 0:  # child
+        os.execve(sys.executable, [sys.executable, "-m", "node.cli", *args], env)
+    output, answered = b"", 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(fd, 1024)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        if answered < len(answers) and output.count(prompt) > answered:  # answer each prompt once it appeared
+            os.write(fd, answers[answered].encode() + b"\n")
+            answered += 1
+    else:
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")

@@ -237,27 +237,18 @@ def test_forged_case_changes_from_the_counterpart_are_rejected(make_node) -> Non
     vn.stop()
     before = case_on(th, case_id)
 
-    def executed_at_once(change: Any, doc: Any, me: Any) -> None:  # skipping acknowledged and in_execution
-        entry = case_history.make_entry(
-            me,
-            prev=case_history.heads(doc.items("history")),
-            type="transition",
-            user="x",
-            at=utc_now(),
-            **{"from": "sent", "to": "executed", "reason": ""},
-        )
-        change.append("history", entry)
+    def moves_to(to: str) -> Any:
+        """A transition from "sent" to `to`, signed by the forging node itself."""
 
-    def withdraws(change: Any, doc: Any, me: Any) -> None:  # only the requesting side withdraws
-        entry = case_history.make_entry(
-            me,
-            prev=case_history.heads(doc.items("history")),
-            type="transition",
-            user="x",
-            at=utc_now(),
-            **{"from": "sent", "to": "withdrawn", "reason": ""},
-        )
-        change.append("history", entry)
+        def edit(change: Any, doc: Any, me: Any) -> None:
+            heads = case_history.heads(doc.items("history"))
+            fields = {"from": "sent", "to": to, "reason": ""}
+            change.append(
+                "history",
+                case_history.make_entry(me, prev=heads, type="transition", user="x", at=utc_now(), **fields),
+            )
+
+        return edit
 
     def rewrites_summary(change: Any, doc: Any, me: Any) -> None:  # the request is the requesting side's
         change.put_record("case", "main", {"summary": "FORGED-SUMMARY-XYZ"})
@@ -269,8 +260,8 @@ def test_forged_case_changes_from_the_counterpart_are_rejected(make_node) -> Non
         history.insert(1, {**original, "to": "withdrawn"})
 
     for forge, reason in (
-        (executed_at_once, "illegal_transition"),
-        (withdraws, "illegal_transition"),
+        (moves_to("executed"), "illegal_transition"),  # skipping acknowledged and in_execution
+        (moves_to("withdrawn"), "illegal_transition"),  # only the requesting side withdraws
         (rewrites_summary, "not_permitted"),
         (rewrites_history, "bad_history"),
     ):

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from nodeproc import PASSPHRASE, node_env
+from nodeproc import PASSPHRASE, node_env, run_in_terminal
 
 from node.cli import main
 
@@ -154,40 +154,8 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "usage" in capsys.readouterr().err
 
 
-def _run_in_terminal(args: list[str], answers: list[str], timeout: float = 30.0) -> tuple[int, str]:
-    """Run the CLI with a real pseudo-terminal (so it prompts), answering each prompt in turn."""
-    import os
-    import pty
-    import select
-    import signal
-    import time
-
-    env = {k: v for k, v in node_env().items() if k != "SEAJUST_PASSPHRASE"}
-    pid, fd = pty.fork()
-    if pid == 0:  # child
-        os.execve(sys.executable, [sys.executable, "-m", "node.cli", *args], env)
-    output = b""
-    answered = 0
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(fd, 1024)
-            except OSError:
-                break
-            if not chunk:
-                break
-            output += chunk
-        # Answer each prompt once it has appeared (prompts end in "passphrase: ").
-        if answered < len(answers) and output.count(b"passphrase: ") > answered:
-            os.write(fd, answers[answered].encode() + b"\n")
-            answered += 1
-    else:
-        os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+def _run_in_terminal(args: list[str], answers: list[str]) -> tuple[int, str]:
+    return run_in_terminal(args, answers, prompt=b"passphrase: ", unset="SEAJUST_PASSPHRASE")
 
 
 def test_passphrase_prompt_at_a_terminal(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from nodeproc import init_node, node_env
+from nodeproc import init_node, node_env, run_in_terminal
 
 from node.accounts import Accounts, LoginRefused
 from node.cli import main
@@ -207,37 +207,9 @@ def test_a_bad_role_is_refused_before_the_prompt(
 
 def test_prompts_at_a_real_terminal(home: Path) -> None:
     """Through a pseudo-terminal: the passphrase comes from the environment, the user password is typed unseen."""
-    import os
-    import pty
-    import select
-    import signal
-    import time
 
     def in_terminal(args: list[str], answers: list[str]) -> tuple[int, str]:
-        env = {k: v for k, v in node_env().items() if k != "SEAJUST_USER_PASSWORD"}
-        pid, fd = pty.fork()
-        if pid == 0:  # child
-            os.execve(sys.executable, [sys.executable, "-m", "node.cli", *args], env)
-        output, answered = b"", 0
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(fd, 1024)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                output += chunk
-            if answered < len(answers) and output.count(b"assword") > answered:
-                os.write(fd, answers[answered].encode() + b"\n")
-                answered += 1
-        else:
-            os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
-        os.close(fd)
-        return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+        return run_in_terminal(args, answers, prompt=b"assword", unset="SEAJUST_USER_PASSWORD")
 
     code, out = in_terminal(["user", "add", str(home), "somchai", "--role", "admin"], [PASSWORD, PASSWORD])
     assert code == 0, out
