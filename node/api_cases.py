@@ -16,7 +16,7 @@ from node.cases import AttachmentRefused
 from node.documents import utc_now
 from node.errors import BadRequest, ValidationError
 from node.export import DOCX_MEDIA_TYPE, export_filename, request_document
-from node.http import actor_of, attachment_response, json_response, read_json
+from node.http import actor_of, attachment_response, json_response, query_flag, read_json
 from node.runtime import NODE_KEY
 from node.vocab import (
     CASE_KINDS,
@@ -31,17 +31,6 @@ from node.vocab import (
 from node.workflow import STATUSES, render_table
 
 CHUNK: Final = 256 * 1024
-
-
-def _bool(query: Any, name: str) -> bool | None:
-    value = query.get(name)
-    if value is None or value == "":
-        return None
-    if value.lower() in ("1", "true", "yes"):
-        return True
-    if value.lower() in ("0", "false", "no"):
-        return False
-    raise ValidationError(f"{name} must be true or false", fields={name: "must be true or false"})
 
 
 def _int(query: Any, name: str, default: int, most: int) -> int:
@@ -67,8 +56,8 @@ async def list_cases(request: web.Request) -> web.Response:
         status=_choice(query, "status", STATUSES),
         kind=_choice(query, "kind", CASE_KINDS),
         counterpart=query.get("counterpart") or None,
-        overdue=_bool(query, "overdue"),
-        needs_action=_bool(query, "needs_action"),
+        overdue=query_flag(query, "overdue"),
+        needs_action=query_flag(query, "needs_action"),
         q=(query.get("q") or "").strip()[:200] or None,
         limit=_int(query, "limit", 100, 1000),
         offset=_int(query, "offset", 0, 10_000_000),

@@ -11,28 +11,16 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from node.errors import ValidationError
-from node.http import actor_of, json_response, read_json
+from node.http import actor_of, json_response, query_flag, read_json
 from node.notices import CATEGORIES, DATE_FIELDS, EDITABLE, LINK_LENGTH, READ_ONLY, TEXT_FIELDS
 from node.openapi_parts import _errors, _json
 from node.runtime import NODE_KEY
-
-_TRUE: Final = ("true", "1", "yes")
-_FALSE: Final = ("false", "0", "no", "")
-
-
-def _upcoming(request: web.Request) -> bool:
-    value = request.query.get("upcoming", "").strip().lower()
-    if value not in _TRUE + _FALSE:
-        message = "must be true or false"
-        raise ValidationError(f"invalid filter: upcoming {message}", fields={"upcoming": message})
-    return value in _TRUE
 
 
 async def list_notices(request: web.Request) -> web.Response:
     notices = request.app[NODE_KEY].notices
     category = request.query.get("category") or None
-    return json_response(notices.list(category=category, upcoming=_upcoming(request)))
+    return json_response(notices.list(category=category, upcoming=bool(query_flag(request.query, "upcoming"))))
 
 
 async def create_notice(request: web.Request) -> web.Response:

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from node.errors import BadRequest
+from node.errors import BadRequest, ValidationError
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -28,6 +28,18 @@ async def read_json(request: web.Request) -> Any:
         return await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest("the request body is not valid JSON") from exc
+
+
+def query_flag(query: Mapping[str, str], name: str) -> bool | None:
+    """A yes/no query parameter (true/false, 1/0, yes/no); None when absent or empty; 422 for anything else."""
+    value = (query.get(name) or "").strip().lower()
+    if not value:
+        return None
+    if value in ("1", "true", "yes"):
+        return True
+    if value in ("0", "false", "no"):
+        return False
+    raise ValidationError(f"{name} must be true or false", fields={name: "must be true or false"})
 
 
 def actor_of(request: web.Request) -> str:
