@@ -8,11 +8,14 @@ sharing a decision rather than a side effect: a party adds a third authority by 
 at `version + 1`, that wraps the same key for the larger party list. After unwrapping, a node keeps
 the key in its own encrypted database, so the grant is needed only once per version.
 
-A grant wraps the key for each party separately::
+Keys have epochs: a later grant may carry a fresh key (regularly, and when a party is removed),
+and then wraps, after it, the earlier keys still needed to read the stored history, so a party
+that joins later reads the whole case. A grant wraps this key bundle for each party separately::
 
     wrap_key  = HKDF-SHA256(X25519(ephemeral, party_kx), salt = ephemeral_pub + party_kx,
                             info = b"seajust-doc-key-v1|" + doc_id + b"|" + party_id + b"|" + version)
-    wrapped   = ephemeral_pub (32) + ChaCha20-Poly1305(wrap_key, 12 zero bytes, doc_key, aad = info)
+    wrapped   = ephemeral_pub (32) + ChaCha20-Poly1305(wrap_key, 12 zero bytes, keys, aad = info)
+    keys      = current key (32) + older keys (32 each, newest first; at most MAX_EPOCH_KEYS in all)
 
 `doc_id` is printable ASCII, `party_id` a canonical node ID and `version` in decimal; neither of the
 last two can contain "|", so the info string has one reading. Binding the version means a wrapped
@@ -42,7 +45,7 @@ import json
 import os
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -72,7 +75,15 @@ _BLOB_DOMAIN = b"seajust-doc-blob-v1"
 # ephemeral X25519 key per party per grant, so no (key, nonce) pair is ever repeated.
 _WRAP_NONCE = bytes(12)
 _TAG_SIZE = 16
-_WRAPPED_SIZE = KEY_SIZE + DOC_KEY_SIZE + _TAG_SIZE
+MAX_EPOCH_KEYS = 24  # two years of monthly epochs; keeps a 32-party grant under MAX_GRANT_SIZE
+_WRAPPED_SIZE = KEY_SIZE + DOC_KEY_SIZE + _TAG_SIZE  # one key; each older key adds DOC_KEY_SIZE
+
+
+def _wrapped_size_ok(size: int) -> bool:
+    extra = size - _WRAPPED_SIZE
+    return extra >= 0 and extra % DOC_KEY_SIZE == 0 and extra // DOC_KEY_SIZE < MAX_EPOCH_KEYS
+
+
 # Document ciphers reuse one key for many messages, so nonces are random: 96 bits keeps the chance
 # of any repeat negligible (below 2**-32) for up to 2**32 messages per case, far beyond any case.
 _NONCE_SIZE = 12
@@ -158,8 +169,8 @@ def _unsigned_payload(grant: KeyGrant) -> dict[str, Any]:
         if role not in ROLES:
             raise ValueError(f"grant role must be one of: {', '.join(ROLES)}")
         key = wrapped[node_id]
-        if not isinstance(key, bytes) or len(key) != _WRAPPED_SIZE:
-            raise ValueError(f"a wrapped key is {_WRAPPED_SIZE} bytes")
+        if not isinstance(key, bytes) or not _wrapped_size_ok(len(key)):
+            raise ValueError(f"a wrapped key bundle is {_WRAPPED_SIZE} bytes plus {DOC_KEY_SIZE} per older key")
         parties[node_id] = {"role": role, "wrapped": b64url(key)}
     if not isinstance(grant.issuer, str) or grant.issuer not in roles:
         raise ValueError("the grant issuer must be one of its parties")
@@ -202,16 +213,20 @@ def issue_grant(
     version: int,
     key: bytes,
     parties: Mapping[str, tuple[str, bytes]],
+    older: Sequence[bytes] = (),
 ) -> KeyGrant:
-    """Wrap `key` for every party and sign the result as `issuer`.
+    """Wrap `key` (and the `older` epoch keys, newest first) for every party and sign the result as `issuer`.
 
     `parties` maps each node ID (canonical, as in its card) to (role, that node's X25519 public key),
     and must include the issuer. Bad arguments are this node's bug and raise ValueError.
     """
     _check_doc_id(doc_id)
     _check_version(version)
-    if not isinstance(key, bytes) or len(key) != DOC_KEY_SIZE:
+    bundle = (key, *older)
+    if not all(isinstance(k, bytes) and len(k) == DOC_KEY_SIZE for k in bundle):
         raise ValueError(f"a document key is {DOC_KEY_SIZE} bytes")
+    if len(bundle) > MAX_EPOCH_KEYS or len(set(bundle)) != len(bundle):
+        raise ValueError(f"a grant carries 1 to {MAX_EPOCH_KEYS} distinct keys")
     if not 1 <= len(parties) <= MAX_PARTIES:
         raise ValueError(f"a grant names 1 to {MAX_PARTIES} parties")
     if issuer.node_id not in parties:
@@ -227,7 +242,9 @@ def issue_grant(
             raise ValueError(f"grant role must be one of: {', '.join(ROLES)}")
         roles[node_id] = role
         try:
-            wrapped[node_id] = _wrap(key, doc_id=doc_id, party_id=node_id, version=version, party_kx_key=bytes(kx_key))
+            wrapped[node_id] = _wrap(
+                b"".join(bundle), doc_id=doc_id, party_id=node_id, version=version, party_kx_key=bytes(kx_key)
+            )
         except ValueError:
             raise ValueError(f"the key-exchange key of party {node_id} is not usable") from None
     unsigned = KeyGrant(doc_id=doc_id, version=version, issuer=issuer.node_id, roles=roles, wrapped=wrapped, sig=b"")
@@ -331,9 +348,14 @@ def verify_grant(grant: KeyGrant, issuer_sign_key: bytes) -> None:
 
 
 def unwrap_key(grant: KeyGrant, me: Identity) -> bytes:
-    """This node's copy of the case key; `KeyGrantInvalid` if it is not a party or the copy is damaged."""
+    """This node's copy of the current case key; `KeyGrantInvalid` if it is not a party or the copy is damaged."""
+    return unwrap_keys(grant, me)[0]
+
+
+def unwrap_keys(grant: KeyGrant, me: Identity) -> tuple[bytes, ...]:
+    """The current key then the older epoch keys the grant carries, newest first."""
     wrapped = grant.wrapped.get(me.node_id) if isinstance(grant.wrapped, dict) else None
-    if not isinstance(wrapped, bytes) or len(wrapped) != _WRAPPED_SIZE:
+    if not isinstance(wrapped, bytes) or not _wrapped_size_ok(len(wrapped)):
         raise KeyGrantInvalid("this node is not a party to that document key grant")
     ephemeral_pub, ciphertext = wrapped[:KEY_SIZE], wrapped[KEY_SIZE:]
     try:
@@ -346,7 +368,10 @@ def unwrap_key(grant: KeyGrant, me: Identity) -> bytes:
         )
     except (CryptoError, InvalidTag, ValueError):
         raise KeyGrantInvalid("the document key in that grant could not be unwrapped") from None
-    return key
+    keys = tuple(key[i : i + DOC_KEY_SIZE] for i in range(0, len(key), DOC_KEY_SIZE))
+    if len(set(keys)) != len(keys):
+        raise KeyGrantInvalid("the document key bundle in that grant repeats a key")
+    return keys
 
 
 def _aad(domain: bytes, doc_id: bytes, name: str) -> bytes:
@@ -401,3 +426,44 @@ class DocCipher:
 
     def __repr__(self) -> str:
         return f"DocCipher(doc_id={self.doc_id!r})"
+
+
+class EpochCipher:
+    """A case's ciphers over its key epochs: seals with the current key, opens with whichever key sealed.
+
+    Trying each key costs one failed AEAD tag check (about a microsecond) per older epoch, so no key
+    identifier has to travel in the clear beside the ciphertext.
+    """
+
+    __slots__ = ("_ciphers", "doc_id")
+
+    def __init__(self, keys: Sequence[bytes], doc_id: str) -> None:
+        if not keys:
+            raise ValueError("an epoch cipher needs at least one key")
+        self._ciphers = tuple(DocCipher(key, doc_id) for key in keys)
+        self.doc_id = doc_id
+
+    def seal_update(self, plaintext: bytes, *, author: str) -> bytes:
+        return self._ciphers[0].seal_update(plaintext, author=author)
+
+    def open_update(self, data: bytes, *, author: str) -> bytes:
+        for cipher in self._ciphers:
+            try:
+                return cipher.open_update(data, author=author)
+            except DocDecryptError:
+                continue
+        raise DocDecryptError()
+
+    def seal_blob(self, plaintext: bytes, *, attachment_id: str) -> bytes:
+        return self._ciphers[0].seal_blob(plaintext, attachment_id=attachment_id)
+
+    def open_blob(self, data: bytes, *, attachment_id: str) -> bytes:
+        for cipher in self._ciphers:
+            try:
+                return cipher.open_blob(data, attachment_id=attachment_id)
+            except DocDecryptError:
+                continue
+        raise DocDecryptError()
+
+    def __repr__(self) -> str:
+        return f"EpochCipher(doc_id={self.doc_id!r}, epochs={len(self._ciphers)})"

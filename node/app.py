@@ -98,6 +98,8 @@ async def _sync_ctx(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(_every(FLUSH_INTERVAL, node.flush_sync_state, "flush")),
         asyncio.create_task(_every(COMPACT_INTERVAL, _compactor(node), "compaction")),
     ]
+    if node.mail.relays:
+        tasks.append(asyncio.create_task(node.mail.run(http, node.config.relay_interval)))
     discovery = None
     if node.config.discovery:
         discovery = Discovery(

@@ -44,6 +44,8 @@ class NodeConfig:
     stats_k: int = 3
     behind_proxy: bool = False
     discovery: bool = False
+    relays: tuple[str, ...] = ()
+    relay_interval: int = 60
 
     @property
     def host(self) -> str:
@@ -112,6 +114,12 @@ def validate(raw: dict[str, Any]) -> NodeConfig:
     behind_proxy, discovery = node.get("behind_proxy", False), node.get("discovery", False)
     if not isinstance(behind_proxy, bool) or not isinstance(discovery, bool):
         raise ConfigError("node.behind_proxy and node.discovery must be true or false")
+    relays = node.get("relays", [])
+    if not isinstance(relays, list) or not all(isinstance(r, str) for r in relays) or len(relays) > 8:
+        raise ConfigError("node.relays must be a list of at most 8 relay URLs")
+    interval = node.get("relay_interval", 60)
+    if not isinstance(interval, int) or isinstance(interval, bool) or not 1 <= interval <= 86_400:
+        raise ConfigError("node.relay_interval must be a whole number of seconds from 1 to 86400")
     return NodeConfig(
         name.strip(),
         country,
@@ -125,6 +133,8 @@ def validate(raw: dict[str, Any]) -> NodeConfig:
         stats_k=k,
         behind_proxy=behind_proxy,
         discovery=discovery,
+        relays=tuple(check_url(r) for r in relays),
+        relay_interval=interval,
     )
 
 

@@ -28,6 +28,7 @@ from node.directory import Directory
 from node.documents import DocumentStore, utc_now
 from node.errors import NotFound
 from node.invitations import Invitations
+from node.mail import MailState, RelayMail
 from node.notices import Notices
 from node.peers import Peer, PeerRegistry
 from node.policy import REPORT_PREFIX, Policy, is_case
@@ -61,6 +62,7 @@ class Node:
     reporting: Reporting
     accounts: Accounts
     invitations: Invitations
+    mail: RelayMail
     dialer: Dialer | None = None
     last_seen: dict[str, str] = field(default_factory=dict)
     discovered: dict[str, tuple[str, ...]] = field(default_factory=dict)  # addresses found by mDNS, per peer
@@ -111,6 +113,10 @@ class Node:
         return {
             "connected": self.engine.connected_peers(),
             "rejected": dict(self.rejections.counts),
+            "relays": {
+                relay: {"last_round": self.mail.last_round.get(relay), "error": self.mail.last_error.get(relay)}
+                for relay in self.mail.relays
+            },
             "documents": {d: self.store.versions(d) for d in self.store.doc_ids()},
         }
 
@@ -274,6 +280,7 @@ def open_node(home_path: Path, passphrase: str) -> Node:
         reporting=reporting,
         accounts=Accounts(db),
         invitations=Invitations(db, identity, lambda: node_holder[0].card(), peers),
+        mail=RelayMail(identity, engine, peers, MailState(db), rejections, relays=config.relays),
     )
     cases.on_shared = engine.regrant
     node_holder.append(node)

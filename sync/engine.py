@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -101,6 +103,30 @@ class Connection:
         return self.session.peer_id
 
 
+@dataclass
+class MailLink:
+    """A peer reached through a relay: what the engine sends it is collected, to be left as mail."""
+
+    peer_id: str
+    outbox: list[Versions | Updates | Grants] = field(default_factory=list)
+    granted: set[str] = field(default_factory=set)
+
+
+Link = Connection | MailLink
+
+
+@dataclass
+class MailPlan:
+    """What one round of mail to a peer will tell it, remembered only once the relay has it."""
+
+    messages: list[Versions | Updates | Grants]
+    versions_digest: str | None
+    sent: dict[str, VersionVector]
+
+
+MAIL_VERSIONS_EVERY = 3600.0  # seconds: a complete version list is mailed at least this often, in case mail was lost
+
+
 class SyncEngine:
     def __init__(
         self,
@@ -126,6 +152,9 @@ class SyncEngine:
         self.dirty_cursors: set[str] = set()
         self._closing: set[asyncio.Future[object]] = set()
         self.changed = asyncio.Event()  # set whenever something was stored or acknowledged (tests, metrics)
+        # Mail (relay) bookkeeping, in memory: after a restart the first round simply says everything again.
+        self._mailed: dict[str, dict[str, VersionVector]] = defaultdict(dict)
+        self._mailed_versions: dict[str, tuple[str, float]] = {}
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -210,8 +239,10 @@ class SyncEngine:
             log.warning("outgoing queue to %s is full; closing the session", conn.peer_id)
             self._close(conn)
 
-    def _send(self, conn: Connection, message: Versions | Updates | Grants) -> None:
-        if conn.session.state is SessionState.ESTABLISHED:
+    def _send(self, conn: Link, message: Versions | Updates | Grants) -> None:
+        if isinstance(conn, MailLink):
+            conn.outbox.append(message)
+        elif conn.session.state is SessionState.ESTABLISHED:
             self._enqueue(conn, conn.session.send(message))
 
     # -- incoming -------------------------------------------------------------------------
@@ -253,11 +284,12 @@ class SyncEngine:
         self._send(conn, Versions(docs=docs, complete=True))
         self._on_synced(peer_id)
 
-    def _versions_received(self, conn: Connection, versions: Versions) -> None:
+    def _versions_received(self, conn: Link, versions: Versions) -> None:
         peer = conn.peer_id
         assert peer is not None
         docs = dict(versions.docs)
         if versions.complete:
+            self._mailed.pop(peer, None)  # the peer's own word replaces what mail was assumed to deliver
             for doc_id in self._replica.doc_ids():
                 docs.setdefault(doc_id, {})
         for doc_id, have in docs.items():
@@ -268,8 +300,8 @@ class SyncEngine:
             known = {} if versions.complete else self.cursors[peer].get(doc_id, {})
             self.cursors[peer][doc_id] = merge(known, have)
             self.dirty_cursors.add(peer)
-            if not versions.want_missing:
-                continue
+            if not versions.want_missing or isinstance(conn, MailLink):
+                continue  # mail: `mail_for` sends what the peer lacks, once, with the rest of the round
             missing = self._replica.entries_missing(doc_id, have)
             if missing and not have:
                 self._send_grant(conn, doc_id)
@@ -279,7 +311,7 @@ class SyncEngine:
         self._on_synced(peer)
         self.changed.set()
 
-    def _updates_received(self, conn: Connection, updates: Updates) -> None:
+    def _updates_received(self, conn: Link, updates: Updates) -> None:
         peer = conn.peer_id
         assert peer is not None
         if not self._entitled(updates.doc_id, self.me.node_id) or not self._entitled(updates.doc_id, peer):
@@ -296,12 +328,13 @@ class SyncEngine:
             sent[entry.author] = max(sent.get(entry.author, 0), entry.seq_to)
         self.cursors[peer][updates.doc_id] = merge(self.cursors[peer].get(updates.doc_id, {}), sent)
         self.dirty_cursors.add(peer)
-        self._send(conn, Versions(docs={updates.doc_id: held}, complete=False, want_missing=result.gap))
+        if not isinstance(conn, MailLink) or result.gap:  # mail is acknowledged by the next complete list
+            self._send(conn, Versions(docs={updates.doc_id: held}, complete=False, want_missing=result.gap))
         self._on_synced(peer)
         if result.stored:
             self.changed.set()
 
-    def _grants_received(self, conn: Connection, grants: Grants) -> None:
+    def _grants_received(self, conn: Link, grants: Grants) -> None:
         peer = conn.peer_id
         assert peer is not None
         try:
@@ -311,7 +344,7 @@ class SyncEngine:
 
     # -- outgoing -------------------------------------------------------------------------
 
-    def _send_grant(self, conn: Connection, doc_id: str) -> None:
+    def _send_grant(self, conn: Link, doc_id: str) -> None:
         """A peer that holds nothing of an encrypted document first needs its key, once per link."""
         if doc_id in conn.granted:
             return
@@ -319,6 +352,56 @@ class SyncEngine:
         if grant is not None:
             conn.granted.add(doc_id)
             self._send(conn, Grants(grants=(grant,)))
+
+    # -- mail -----------------------------------------------------------------------------
+
+    def mail_received(self, link: MailLink, message: Versions | Updates | Grants) -> None:
+        """Act on one message fetched from a relay, as if it had come in a session; replies go to `link.outbox`."""
+        if isinstance(message, Versions):
+            self._versions_received(link, message)
+        elif isinstance(message, Updates):
+            self._updates_received(link, message)
+        else:
+            self._grants_received(link, message)
+
+    def mail_for(self, link: MailLink, *, now: float) -> MailPlan:
+        """What to leave at a relay for a peer that is not connected: the replies already in `link.outbox`,
+        this node's version list when it changed (so the peer can answer with what we lack), and every
+        entry the peer is not known to hold and was not already mailed."""
+        peer = link.peer_id
+        docs = {d: self._replica.versions(d) for d in self._replica.doc_ids() if self._entitled(d, peer)}
+        digest = hashlib.sha256(json.dumps(docs, sort_keys=True).encode()).hexdigest()
+        last = self._mailed_versions.get(peer)
+        send_versions = last is None or last[0] != digest or now - last[1] >= MAIL_VERSIONS_EVERY
+        if send_versions:
+            widened = self._replica.widened_grants(list(docs))
+            for start in range(0, len(widened), MAX_GRANTS_PER_MESSAGE):
+                self._send(link, Grants(grants=tuple(widened[start : start + MAX_GRANTS_PER_MESSAGE])))
+            self._send(link, Versions(docs=docs, complete=True))
+        mailed = self._mailed.get(peer, {})
+        sent: dict[str, VersionVector] = {}
+        for doc_id in docs:
+            known = merge(self.cursors[peer].get(doc_id, {}), mailed.get(doc_id, {}))
+            missing = self._replica.entries_missing(doc_id, known)
+            if not missing:
+                continue
+            if not known:
+                self._send_grant(link, doc_id)
+            for start in range(0, len(missing), MAX_ENTRIES_PER_PUSH):
+                self._send(link, Updates(doc_id=doc_id, entries=tuple(missing[start : start + MAX_ENTRIES_PER_PUSH])))
+            vector: VersionVector = {}
+            for entry in missing:
+                vector[entry.author] = max(vector.get(entry.author, 0), entry.seq_to)
+            sent[doc_id] = vector
+        return MailPlan(list(link.outbox), digest if send_versions else None, sent)
+
+    def mail_delivered(self, peer: str, plan: MailPlan, *, now: float) -> None:
+        """The relay holds the plan's messages: do not mail the same entries again."""
+        if plan.versions_digest is not None:
+            self._mailed_versions[peer] = (plan.versions_digest, now)
+        mailed = self._mailed[peer]
+        for doc_id, vector in plan.sent.items():
+            mailed[doc_id] = merge(mailed.get(doc_id, {}), vector)
 
     def regrant(self, doc_id: str, peers: Sequence[str]) -> None:
         """Send a document's (new) key grant to these connected peers now (after a share widened it)."""

@@ -4,6 +4,7 @@ raises nothing but `KeyGrantInvalid`, and `DocCipher` output opens only in the c
 import base64
 import dataclasses
 import json
+import os
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,7 @@ from crypto.doc_keys import (
     MAX_PARTIES,
     DocCipher,
     DocDecryptError,
+    EpochCipher,
     KeyGrant,
     KeyGrantInvalid,
     decode_grant,
@@ -29,6 +31,7 @@ from crypto.doc_keys import (
     issue_grant,
     new_doc_key,
     unwrap_key,
+    unwrap_keys,
     verify_grant,
 )
 from crypto.errors import CryptoError, SignatureInvalid
@@ -607,3 +610,34 @@ def test_a_30_megabyte_blob_round_trip() -> None:
     assert CIPHER.open_blob(memoryview(sealed), attachment_id="scan.pdf") == blob  # type: ignore[arg-type]
     with pytest.raises(DocDecryptError):
         CIPHER.open_blob(sealed[:-1], attachment_id="scan.pdf")
+
+
+def test_a_later_grant_carries_a_new_key_and_the_older_ones_newest_first() -> None:
+    new_key, older = os.urandom(32), os.urandom(32)
+    grant = issue_grant(
+        ALICE,
+        doc_id=DOC_ID,
+        version=3,
+        key=new_key,
+        older=[KEY, older],
+        parties=dict([party(ALICE, "requesting"), party(BOB, "requested")]),
+    )
+    decoded = decode_grant(encode_grant(grant))
+    verify_grant(decoded, ALICE.public.sign_key)
+    assert unwrap_keys(decoded, BOB) == (new_key, KEY, older)
+    assert unwrap_key(decoded, BOB) == new_key
+    with pytest.raises(ValueError, match="distinct"):
+        issue_grant(ALICE, doc_id=DOC_ID, version=3, key=KEY, older=[KEY], parties=dict([party(ALICE, "requesting")]))
+
+
+def test_an_epoch_cipher_seals_with_the_current_key_and_opens_any_epoch() -> None:
+    old, new = DocCipher(KEY, DOC_ID), EpochCipher([os.urandom(32), KEY], DOC_ID)
+    sealed_before = old.seal_update(b"history", author=ALICE.node_id)
+    assert new.open_update(sealed_before, author=ALICE.node_id) == b"history"
+    sealed_now = new.seal_update(b"today", author=ALICE.node_id)
+    with pytest.raises(DocDecryptError):
+        old.open_update(sealed_now, author=ALICE.node_id)  # a stolen old key does not open the new epoch
+    with pytest.raises(DocDecryptError):
+        new.open_update(sealed_now, author=BOB.node_id)
+    blob = new.seal_blob(b"file", attachment_id="a1")
+    assert new.open_blob(blob, attachment_id="a1") == b"file"

@@ -18,14 +18,16 @@ from typing import Any
 import pytest
 
 from crypto.authorship import _signed_message, sign_update
-from crypto.envelope import open_envelope, peek_header
+from crypto.envelope import open_envelope, peek_header, seal
+from crypto.errors import EnvelopeRejected
 from crypto.identity import Identity
 from node.crdt import CrdtDocument
 from node.documents import DocumentStore
 from node.policy import directory_doc, entitled, may_write
 from node.storage import Database
-from sync.engine import SyncEngine
-from sync.messages import SignedUpdate, Updates, decode
+from sync.engine import MailLink, MailPlan, SyncEngine
+from sync.mailbox import new_stream, open_mail, seal_mail
+from sync.messages import SignedUpdate, Updates, Versions, decode, encode
 from sync.protocol import PeerKeys, Role
 
 WAIT = 10.0  # seconds before a test gives up waiting for the nodes to converge
@@ -53,6 +55,7 @@ class Member:
     store: DocumentStore
     engine: SyncEngine
     rejections: RecordedRejections
+    pending: dict[str, MailLink] = field(default_factory=dict)  # replies to mail, to leave in the next round
 
     @property
     def node_id(self) -> str:
@@ -459,3 +462,117 @@ async def test_an_untrusted_node_cannot_open_a_session(network: Network) -> None
     assert a.rejections.reasons == ["untrusted_sender"]
     assert a.engine.connected_peers() == []
     assert [name for name, _ in link.sent] == ["stranger"]  # a said nothing back
+
+
+# -- mail (through a relay) ----------------------------------------------------------------------------------
+
+
+class MailRelay:
+    """The relay's behaviour as the engine sees it: envelopes in, the same envelopes out, per recipient."""
+
+    def __init__(self) -> None:
+        self.boxes: dict[str, list[bytes]] = {}
+        self.seen: dict[tuple[str, bytes], int] = {}
+        self.streams: dict[tuple[str, str], tuple[bytes, int]] = {}
+
+    def leave(self, sender: Member, peer: Member, *, now: float = 1000.0) -> MailPlan:
+        """One "leave" half-round of `sender` for `peer`, with whatever replies are pending for it."""
+        link = sender.pending.pop(peer.node_id, None) or MailLink(peer.node_id)
+        plan = sender.engine.mail_for(link, now=now)
+        stream, seq = self.streams.get((sender.node_id, peer.node_id), (new_stream(), 0))
+        keys = PeerKeys(peer.node_id, peer.identity.public.sign_key, peer.identity.public.kx_key)
+        for message in plan.messages:
+            seq += 1
+            self.boxes.setdefault(peer.node_id, []).append(
+                seal_mail(sender.identity, keys, stream=stream, seq=seq, message=message)
+            )
+        self.streams[(sender.node_id, peer.node_id)] = (stream, seq)
+        sender.engine.mail_delivered(peer.node_id, plan, now=now)
+        return plan
+
+    def collect(self, member: Member, trusted: Callable[[str], PeerKeys | None]) -> list[str]:
+        """Open and act on everything left for `member`; the rejection reasons, if any."""
+        problems = []
+        for data in self.boxes.pop(member.node_id, []):
+            try:
+                mail = open_mail(
+                    member.identity,
+                    data,
+                    sign_key_of=lambda n: k.sign_key if (k := trusted(n)) else None,
+                    last_seq=lambda sender, stream: self.seen.get((sender, stream), 0),
+                )
+            except EnvelopeRejected as exc:
+                problems.append(exc.reason.value)
+                continue
+            link = member.pending.setdefault(mail.sender, MailLink(mail.sender))
+            member.engine.mail_received(link, mail.message)
+            self.seen[(mail.sender, mail.stream)] = mail.seq
+        return problems
+
+
+async def test_two_nodes_never_linked_converge_through_mail(network: Network) -> None:
+    a, b = network.member("a"), network.member("b")
+    relay = MailRelay()
+    a.put("k1", name="Somchai")
+    b.put("k2", name="Lan")
+    relay.leave(a, b)  # a is online alone: leaves its versions and everything b may lack
+    assert relay.collect(b, network.trusted.get) == []  # later, b alone: takes a's part, learns what a holds
+    relay.leave(b, a)
+    assert relay.collect(a, network.trusted.get) == []
+    assert network.converged()
+    # a now holds b's entry too, so it says so once; after that the rounds carry nothing at all.
+    assert [type(m) for m in relay.leave(a, b).messages] == [Versions]
+    assert relay.leave(a, b).messages == []
+    relay.collect(b, network.trusted.get)
+    assert relay.leave(b, a).messages == []
+    # A version list is mailed again after an hour, in case the relay lost it.
+    assert [type(m) for m in relay.leave(a, b, now=1000.0 + 3600).messages] == [Versions]
+
+
+async def test_mail_is_mailed_once_and_a_replay_is_refused(network: Network) -> None:
+    a, b = network.member("a"), network.member("b")
+    relay = MailRelay()
+    a.put("k1", name="Somchai")
+    relay.leave(a, b)
+    copy = list(relay.boxes[b.node_id])
+    assert relay.collect(b, network.trusted.get) == []
+    relay.boxes[b.node_id] = copy  # the relay (or an attacker) delivers the same envelopes again
+    assert set(relay.collect(b, network.trusted.get)) == {"replay"}
+    a.put("k2", name="Niran")
+    plan = relay.leave(a, b)
+    sent = [e for m in plan.messages if isinstance(m, Updates) for e in m.entries]
+    assert [(e.seq_from, e.seq_to) for e in sent] == [(2, 2)], "only the new entry is mailed"
+    relay.collect(b, network.trusted.get)
+    assert b.contacts(a) == a.contacts(a)
+
+
+async def test_a_session_envelope_is_not_accepted_as_mail(network: Network) -> None:
+    a, b = network.member("a"), network.member("b")
+    keys = PeerKeys(b.node_id, b.identity.public.sign_key, b.identity.public.kx_key)
+    session_like = seal(
+        a.identity,
+        recipient_id=b.node_id,
+        recipient_kx_key=keys.kx_key,
+        topic="",
+        stream=os.urandom(16),
+        seq=1,
+        payload=encode(Versions(docs={}, complete=True)),
+    )
+    with pytest.raises(EnvelopeRejected) as refused:
+        open_mail(b.identity, session_like, sign_key_of=lambda n: a.identity.public.sign_key, last_seq=lambda s, t: 0)
+    assert refused.value.reason.value == "replay"
+
+
+async def test_mail_from_an_untrusted_node_is_refused(network: Network) -> None:
+    b = network.member("b")
+    stranger = Identity.generate()
+    keys = PeerKeys(b.node_id, b.identity.public.sign_key, b.identity.public.kx_key)
+    data = seal_mail(stranger, keys, stream=new_stream(), seq=1, message=Versions(docs={}, complete=True))
+    with pytest.raises(EnvelopeRejected) as refused:
+        open_mail(
+            b.identity,
+            data,
+            sign_key_of=lambda n: network.trusted[n].sign_key if n in network.trusted else None,
+            last_seq=lambda s, t: 0,
+        )
+    assert refused.value.reason.value == "untrusted_sender"
