@@ -52,6 +52,10 @@ CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _CROCKFORD_ALIASES: Final = str.maketrans({"O": "0", "I": "1", "L": "1", "-": None, " ": None})
 
 _AUDIT_SUBJECT_MAX: Final = 80  # what someone typed as a user name is stored, so keep it short
+FULL_NAME_MAX: Final = 200  # as a directory entry's name (`node.directory.TEXT_FIELDS`), which it may become
+EMAIL_MAX: Final = 254
+_EMAIL: Final = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class LoginRefused(NodeError):
@@ -81,6 +85,8 @@ class User:
     disabled: bool
     created_at: str
     last_login: str | None
+    full_name: str = ""  # what a handover note and the directory call the person; never the user name
+    email: str = ""
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,8 @@ def _user(row: dict[str, Any]) -> User:
         disabled=bool(row["disabled"]),
         created_at=row["created_at"],
         last_login=row["last_login"],
+        full_name=row.get("full_name") or "",
+        email=row.get("email") or "",
     )
 
 
@@ -180,6 +188,24 @@ class Accounts:
             w.execute("DELETE FROM sessions WHERE username = ?", (name,))
             w.execute("DELETE FROM login_failures WHERE username = ?", (name,))
             self._audit(w, actor, "user.password", name)
+
+    def set_details(self, username: str, *, full_name: str, email: str, actor: str) -> User:
+        """The person's name and e-mail: what colleagues and the counterpart see instead of a login name."""
+        name = self._require(username).username
+        full_name, email = full_name.strip(), email.strip()
+        errors: dict[str, str] = {}
+        if len(full_name) > FULL_NAME_MAX or _CONTROL.search(full_name):
+            errors["full_name"] = f"must be at most {FULL_NAME_MAX} characters, without control characters"
+        if email and (len(email) > EMAIL_MAX or not _EMAIL.match(email)):
+            errors["email"] = "must be an e-mail address like name@example.org"
+        if errors:
+            raise _invalid(errors)
+        with self._db.write() as w:
+            w.execute("UPDATE users SET full_name = ?, email = ? WHERE username = ?", (full_name, email, name))
+            self._audit(w, actor, "user.details", name)
+        user = self.get(name)
+        assert user is not None
+        return user
 
     def set_role(self, username: str, role: str, *, actor: str) -> None:
         if role not in ROLES:

@@ -16,7 +16,9 @@ from crypto.errors import SeajustError
 from node.api_cases import add_case_routes
 from node.api_invitations import add_invitation_routes
 from node.api_notices import add_notice_routes
+from node.api_officers import add_officer_routes
 from node.api_profiles import add_profile_routes
+from node.api_roster import add_roster_routes
 from node.api_stats import add_stats_routes
 from node.errors import CheckFailed, NotFound, Unauthorized, ValidationError
 from node.http import actor_of, error_response, json_response, read_json
@@ -144,6 +146,8 @@ def add_routes(app: web.Application) -> None:
     add_case_routes(app)
     add_stats_routes(app)
     add_invitation_routes(app)
+    add_roster_routes(app)
+    add_officer_routes(app)
 
 
 __all__ = ["Node", "add_routes", "auth_middleware", "error_middleware"]

@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from aiohttp import BodyPartReader, web
 
+from node.accounts import normal_username
 from node.case_index import CaseFilter
 from node.cases import AttachmentRefused
 from node.documents import utc_now
@@ -59,6 +60,7 @@ async def list_cases(request: web.Request) -> web.Response:
         overdue=query_flag(query, "overdue"),
         needs_action=query_flag(query, "needs_action"),
         q=(query.get("q") or "").strip()[:200] or None,
+        officer=normal_username(query.get("officer") or "") or None,
         limit=_int(query, "limit", 100, 1000),
         offset=_int(query, "offset", 0, 10_000_000),
     )

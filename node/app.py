@@ -56,6 +56,7 @@ def _watcher(node: Node) -> Callable[[], None]:
         if version != seen[0]:
             seen[0] = version
             node.peers_changed()
+            node.membership.refresh()  # a secretariat trusted from the CLI may be the roster's anchor
 
     return check
 

@@ -86,6 +86,7 @@ class CaseFilter:
     overdue: bool | None = None
     needs_action: bool | None = None
     q: str | None = None
+    officer: str | None = None  # the user name responsible at this node (`node.officers`)
     limit: int = 100
     offset: int = 0
 
@@ -280,6 +281,10 @@ class CaseIndex:
                 "OR reminded_at IS NOT NULL)"
             )
             params.append((today + timedelta(days=reminders.nearing_days)).isoformat())
+        if f.officer is not None:
+            # Few cases per officer: checked while walking the listing index, like the text search below.
+            where.append("+case_id IN (SELECT case_id FROM case_officers WHERE username = ?)")
+            params.append(f.officer)
         if f.q is not None and f.q.strip():
             match, likes, like_params = self._text_conditions(f.q)
             conditions = (["cases_fts MATCH ?"] if match else []) + likes

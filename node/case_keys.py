@@ -8,8 +8,14 @@ encrypted with a key only the passphrase opens.
 
 A grant received from a peer is checked before it is kept: signed by a trusted node that is
 one of its parties, naming this node, with exactly one requesting and one requested side; a
-later version (a share to a third party) must come from a current party, keep every party's
-role and carry the same key, so a party can widen a case but nobody can take it over.
+later version must come from a current party, keep every party's role (only a party revoked from
+the network may be left out) and carry the current key among its keys, so a party can widen a
+case or move it to a new key but nobody can take it over.
+
+Keys have epochs (`crypto.doc_keys`): `rekey` moves a case to a fresh key, wrapped with the older
+ones for the remaining parties, regularly (`rotate_due`) and whenever a party is revoked, so a key
+taken from a node later does not open what the case's parties say after that, and a revoked node
+that kept its old key reads nothing new. Two parties re-keying at once both keep both keys.
 """
 
 from __future__ import annotations
@@ -22,13 +28,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from crypto.doc_keys import (
-    DocCipher,
+    MAX_EPOCH_KEYS,
+    EpochCipher,
     KeyGrant,
     decode_grant,
     encode_grant,
     issue_grant,
     new_doc_key,
-    unwrap_key,
+    unwrap_keys,
     verify_grant,
 )
 from crypto.errors import CryptoError, SignatureInvalid
@@ -54,6 +61,17 @@ class HeldKey:
     key: bytes
     version: int
     roles: dict[str, str]  # node ID -> requesting | requested | shared
+    older: tuple[bytes, ...] = ()  # earlier epochs' keys, newest first, for reading the stored history
+    since: str = ""  # when this node started sealing with `key`
+
+    @property
+    def keys(self) -> tuple[bytes, ...]:
+        return (self.key, *self.older)
+
+
+def _split(blob: bytes | None) -> tuple[bytes, ...]:
+    data = bytes(blob or b"")
+    return tuple(data[i : i + 32] for i in range(0, len(data), 32))
 
 
 class CaseKeys:
@@ -64,6 +82,7 @@ class CaseKeys:
         *,
         sign_key_of: Callable[[str], bytes | None],
         kx_key_of: Callable[[str], bytes | None],
+        revoked: Callable[[str], bool] = lambda node_id: False,
         clock: Callable[[], str] = utc_now,
     ) -> None:
         self._db = db
@@ -71,15 +90,22 @@ class CaseKeys:
         self._me = identity.node_id
         self._sign_key_of = sign_key_of
         self._kx_key_of = kx_key_of
+        self._revoked = revoked
         self._clock = clock
         self._held: dict[str, HeldKey] = {}
-        self._ciphers: OrderedDict[str, DocCipher] = OrderedDict()
+        self._ciphers: OrderedDict[str, EpochCipher] = OrderedDict()
 
     def load(self) -> None:
         held: dict[str, HeldKey] = {}
-        for row in self._db.query("SELECT doc_id, doc_key, version, parties FROM case_keys"):
+        for row in self._db.query("SELECT doc_id, doc_key, version, parties, older_keys, key_since FROM case_keys"):
             roles = {sys.intern(n): sys.intern(r) for n, r in json.loads(row["parties"]).items()}  # shared, not copied
-            held[row["doc_id"]] = HeldKey(key=row["doc_key"], version=row["version"], roles=roles)
+            held[row["doc_id"]] = HeldKey(
+                key=row["doc_key"],
+                version=row["version"],
+                roles=roles,
+                older=_split(row["older_keys"]),
+                since=row["key_since"] or "",
+            )
         self._held = held
         self._ciphers.clear()
 
@@ -95,7 +121,7 @@ class CaseKeys:
     def doc_ids(self) -> list[str]:
         return sorted(self._held)
 
-    def cipher(self, doc_id: str) -> DocCipher | None:
+    def cipher(self, doc_id: str) -> EpochCipher | None:
         cipher = self._ciphers.get(doc_id)
         if cipher is not None:
             self._ciphers.move_to_end(doc_id)
@@ -103,7 +129,7 @@ class CaseKeys:
         held = self._held.get(doc_id)
         if held is None:
             return None
-        cipher = self._ciphers[doc_id] = DocCipher(held.key, doc_id)
+        cipher = self._ciphers[doc_id] = EpochCipher(held.keys, doc_id)
         while len(self._ciphers) > CIPHERS_KEPT:
             self._ciphers.popitem(last=False)
         return cipher
@@ -133,7 +159,7 @@ class CaseKeys:
         """A new case: a fresh key, wrapped for every party, kept before the case's first update."""
         key = new_doc_key()
         grant = issue_grant(self._identity, doc_id=doc_id, version=1, key=key, parties=self._party_keys(roles))
-        self._keep(grant, key)
+        self._keep(grant, (key,))
 
     def share(self, doc_id: str, node_id: str) -> None:
         """Widen a case to a third party: the same key, wrapped for one more node, at the next version."""
@@ -144,9 +170,49 @@ class CaseKeys:
             return
         roles = {**held.roles, node_id: ROLE_SHARED}
         grant = issue_grant(
-            self._identity, doc_id=doc_id, version=held.version + 1, key=held.key, parties=self._party_keys(roles)
+            self._identity,
+            doc_id=doc_id,
+            version=held.version + 1,
+            key=held.key,
+            older=held.older,
+            parties=self._party_keys(roles),
         )
-        self._keep(grant, held.key)
+        self._keep(grant, held.keys, since=held.since)
+
+    def rekey(self, doc_id: str, *, drop: Sequence[str] = ()) -> bool:
+        """Move a case to a fresh key for its parties but `drop` (revoked nodes); False if not held or no party left."""
+        held = self._held.get(doc_id)
+        if held is None or self._me in drop:
+            return False
+        roles = {node: role for node, role in held.roles.items() if node not in drop}
+        try:
+            parties = self._party_keys(roles)
+        except PeerError:  # a party this node no longer trusts: it keeps the key it has, and no new one
+            parties = self._party_keys({n: r for n, r in roles.items() if n == self._me or self._kx_key_of(n)})
+        key = new_doc_key()
+        older = held.keys[: MAX_EPOCH_KEYS - 1]
+        grant = issue_grant(
+            self._identity, doc_id=doc_id, version=held.version + 1, key=key, older=older, parties=parties
+        )
+        self._keep(grant, (key, *older))
+        log.info("case %s moved to a new key (epoch %d)", doc_id, len(older) + 1)
+        return True
+
+    def parties_of(self, node_id: str) -> list[str]:
+        """The cases `node_id` is a party to."""
+        return sorted(d for d, held in self._held.items() if node_id in held.roles)
+
+    def rotate_due(self, *, older_than: str, open_case: Callable[[str], bool]) -> list[str]:
+        """Re-key the open cases whose key this node has used since before `older_than` (an ISO time).
+
+        Only the requesting side rotates on schedule, so the two parties do not both do it.
+        """
+        due = [
+            doc_id
+            for doc_id, held in self._held.items()
+            if held.roles.get(self._me) == ROLE_REQUESTING and held.since and held.since < older_than
+        ]
+        return [doc_id for doc_id in due if open_case(doc_id) and self.rekey(doc_id)]
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -184,27 +250,41 @@ class CaseKeys:
         except SignatureInvalid as exc:
             raise UpdateRejected("bad_grant_signature", "key grant signature does not verify") from exc
         try:
-            key = unwrap_key(grant, self._identity)
+            keys = unwrap_keys(grant, self._identity)
         except CryptoError as exc:
             raise UpdateRejected("bad_grant", "key grant cannot be unwrapped by this node") from exc
         held = self._held.get(grant.doc_id)
-        if held is not None:
-            if grant.version <= held.version:
-                return  # already held (or older): nothing to do
-            kept_roles = all(grant.roles.get(node) == role for node, role in held.roles.items())
-            if grant.issuer not in held.roles or not kept_roles or key != held.key:
-                raise UpdateRejected(
-                    "bad_grant", "a later key grant must come from a party and keep the case as it was"
-                )
-        self._keep(grant, key)
+        if held is None:
+            self._keep(grant, keys)
+            return
+        if grant.version < held.version or (grant.version == held.version and set(keys) <= set(held.keys)):
+            return  # already held (or older): nothing to do
+        if grant.issuer not in held.roles:
+            raise UpdateRejected("bad_grant", "a later key grant must come from a party to the case")
+        if grant.version == held.version:
+            # Both parties moved to a new key at once: keep both, go on sealing with ours.
+            merged = (*held.keys, *(k for k in keys if k not in held.keys))[:MAX_EPOCH_KEYS]
+            self._store_keys(grant.doc_id, held, merged)
+            return
+        dropped = set(held.roles) - set(grant.roles)
+        kept_roles = all(grant.roles.get(node) == role for node, role in held.roles.items() if node not in dropped)
+        if not kept_roles or not all(self._revoked(node) for node in dropped):
+            raise UpdateRejected("bad_grant", "a later key grant must keep the case's parties as they were")
+        if held.key not in keys:
+            raise UpdateRejected("bad_grant", "a later key grant must carry the keys of the case's history")
+        merged = (*keys, *(k for k in held.keys if k not in keys))[:MAX_EPOCH_KEYS]
+        self._keep(grant, merged, since=held.since if keys[0] == held.key else None)
 
-    def _keep(self, grant: KeyGrant, key: bytes) -> None:
+    def _keep(self, grant: KeyGrant, keys: tuple[bytes, ...], *, since: str | None = None) -> None:
         data = encode_grant(grant)
+        started = since or self._clock()
         with self._db.write() as db:
             db.table("case_keys").upsert(
                 {
                     "doc_id": grant.doc_id,
-                    "doc_key": key,
+                    "doc_key": keys[0],
+                    "older_keys": b"".join(keys[1:]),
+                    "key_since": started,
                     "grant": data,
                     "version": grant.version,
                     "parties": json.dumps(grant.roles, sort_keys=True),
@@ -212,5 +292,11 @@ class CaseKeys:
                 },
                 pk="doc_id",
             )
-        self._held[grant.doc_id] = HeldKey(key, grant.version, dict(grant.roles))
+        self._held[grant.doc_id] = HeldKey(keys[0], grant.version, dict(grant.roles), keys[1:], started)
         self._ciphers.pop(grant.doc_id, None)
+
+    def _store_keys(self, doc_id: str, held: HeldKey, keys: tuple[bytes, ...]) -> None:
+        with self._db.write() as db:
+            db.execute("UPDATE case_keys SET older_keys = ? WHERE doc_id = ?", (b"".join(keys[1:]), doc_id))
+        self._held[doc_id] = HeldKey(keys[0], held.version, held.roles, keys[1:], held.since)
+        self._ciphers.pop(doc_id, None)

@@ -12,6 +12,7 @@ import getpass
 import json
 import logging
 import os
+import socket
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -28,7 +29,8 @@ from node.config import (
     url_for_listen,
     validate,
 )
-from node.errors import ConfigError, NotFound, PassphraseMissing, ValidationError
+from node.errors import ConfigError, NodeError, NotFound, PassphraseMissing, ValidationError
+from node.handover import handover_of
 from node.runtime import Node, open_node
 from node.storage import Database
 from node.tokens import create_token
@@ -221,6 +223,35 @@ def cmd_user_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _answers(host: str, port: int) -> bool:
+    """Whether something listens at the node's address (the node itself, as far as this home can tell)."""
+    try:
+        with socket.create_connection(("127.0.0.1" if host in ("0.0.0.0", "::", "") else host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def cmd_user_handover(args: argparse.Namespace) -> int:
+    with opened_node(args) as node:
+        # The running node holds the case documents in memory and signs their next changes: notes written
+        # here behind its back would clash with them, so a running node is asked through its API or UI.
+        if _answers(node.config.host, node.config.port):
+            raise NodeError(
+                "the node is running: hand over on its Users page or with POST /api/v1/users/NAME/handover, "
+                "or stop it first"
+            )
+        summary = handover_of(node).hand_over(args.name, args.to, actor="cli", disable=args.disable)
+        print(
+            f"{len(summary.cases)} open case(s) and {len(summary.contacts)} directory entr"
+            f"{'y' if len(summary.contacts) == 1 else 'ies'} handed over from {args.name} to {args.to}"
+            + (f"; {args.name} disabled" if args.disable else "")
+        )
+        if summary.unrecorded:
+            print(f"not recorded in the shared history or directory: {', '.join(summary.unrecorded)}", file=sys.stderr)
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from aiohttp import web
 
@@ -260,6 +291,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OSError as exc:
         node.close()
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    return 0
+
+
+def cmd_relay(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from sync.relay_server import run_relay
+    from sync.relay_store import MIB
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.ttl_days <= 0 or args.max_sender_mb <= 0 or args.max_total_mb <= 0:
+        raise ConfigError("--ttl-days, --max-sender-mb and --max-total-mb must be positive")
+    try:
+        asyncio.run(
+            run_relay(
+                args.data_dir,
+                args.host,
+                args.port,
+                ttl_seconds=args.ttl_days * 86400.0,
+                max_per_sender=args.max_sender_mb * MIB,
+                max_total=args.max_total_mb * MIB,
+                announce=lambda url: print(f"relay listening on {url}", flush=True),
+            )
+        )
+    except OSError as exc:
+        raise ConfigError(f"cannot run the relay on {args.host}:{args.port}: {exc.strerror or exc}") from exc
     return 0
 
 
@@ -340,6 +397,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--listen", metavar="HOST:PORT", help="override the configured listen address")
     run.add_argument("--verbose", action="store_true", help="debug logging (never includes content)")
 
+    relay = command("relay", cmd_relay, "run a relay: a mailbox of sealed envelopes for nodes rarely online together")
+    relay.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="the relay's folder (created if missing)")
+    relay.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    relay.add_argument("--port", type=int, default=9500, help="port to listen on (default 9500)")
+    relay.add_argument("--ttl-days", type=float, default=14.0, help="days mail is kept if not fetched (default 14)")
+    relay.add_argument("--max-sender-mb", type=int, default=64, help="MiB of mail kept per sending node (default 64)")
+    relay.add_argument("--max-total-mb", type=int, default=2048, help="MiB of mail kept in all (default 2048)")
+
     user = commands.add_parser("user", help="web UI accounts", description="web UI accounts").add_subparsers(
         dest="user_command", required=True, metavar="SUBCOMMAND"
     )
@@ -366,6 +431,14 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     ):
         user_command(name, handler, help_).add_argument("name", metavar="NAME", help="user name")
+    uhand = user_command(
+        "handover",
+        cmd_user_handover,
+        "hand a user's open cases and linked directory entries to another user (with the node stopped)",
+    )
+    uhand.add_argument("name", metavar="FROM", help="the user handing over")
+    uhand.add_argument("to", metavar="TO", help="the successor: an enabled user")
+    uhand.add_argument("--disable", action="store_true", help="then disable FROM and end their sessions")
 
     with_home(command("dump", cmd_dump, "print the decrypted database as SQL text (for operators and audits)"))
     return parser

@@ -117,6 +117,7 @@ class DocumentStore:
         check_remote: RemoteCheck | None = None,
         checked: Callable[[str], bool] = lambda doc_id: False,
         strict_authors: Callable[[str], bool] = lambda doc_id: False,
+        revoked: Callable[[str], bool] = lambda author: False,
         max_loaded: int = MAX_LOADED,
     ) -> None:
         self._db = db
@@ -130,6 +131,7 @@ class DocumentStore:
         self.check_remote = check_remote
         self._checked = checked
         self._strict_authors = strict_authors
+        self._revoked = revoked
         self._max_loaded = max_loaded
         self._versions: dict[str, VersionVector] = {}
         self._docs: OrderedDict[str, _Held] = OrderedDict()
@@ -265,6 +267,10 @@ class DocumentStore:
         for entry in entries:
             key_ = self._author_key(entry.author) if entry.author != self._me else self._identity.public.sign_key
             if key_ is None:
+                if self._revoked(entry.author):
+                    # Relayed by a node that has not learnt of the revocation yet: refused, the rest is kept.
+                    log.warning("refusing an update by revoked node %s in %s", entry.author, entry.doc_id)
+                    continue
                 if self._strict_authors(entry.doc_id):
                     raise UpdateRejected("untrusted_author", "update written by a node this node does not trust")
                 # Relayed work of a member this node has not (yet) trusted: not an attack, but

@@ -92,3 +92,9 @@ class CheckFailed(NodeError):
             + ("" if len(problems) <= 5 else f" (and {len(problems) - 5} more)")
         )
         self.problems = problems
+
+
+class Conflict(NodeError):
+    """That was already done, or contradicts what is recorded."""
+
+    http_status = 409

@@ -246,8 +246,63 @@ def _v5_invitations(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v6_officers(db: sqlite_utils.Database) -> None:
+    """Who at this node answers for each case and each of its own contact points (`node.officers`).
+
+    Local, never replicated: the counterpart deals with the authority, not with our user names. A display name
+    and e-mail on the account let a handover tell the counterpart (and the directory) who took over.
+    """
+    db.table("users").add_column("full_name", str)
+    db.table("users").add_column("email", str)
+    db.table("case_officers").create(
+        {"case_id": str, "username": str, "assigned_at": str, "assigned_by": str},
+        pk="case_id",
+        not_null={"username", "assigned_at", "assigned_by"},
+    )
+    db.execute("CREATE INDEX case_officers_username ON case_officers(username)")
+    db.table("contact_accounts").create(
+        {"contact_id": str, "username": str, "linked_at": str, "linked_by": str},
+        pk="contact_id",
+        not_null={"username", "linked_at", "linked_by"},
+    )
+    db.execute("CREATE INDEX contact_accounts_username ON contact_accounts(username)")
+
+
+def _v7_membership(db: sqlite_utils.Database) -> None:
+    """Network membership: mail through relays (`node.mail`: the sender's stream and seq per peer and relay, and
+    the highest seq accepted per incoming stream, so a replayed envelope is refused after a restart too), case key
+    epochs, revoked nodes and where a peer's trust came from."""
+    db.table("mail_out").create(
+        {"peer_id": str, "relay": str, "stream": bytes, "seq": int},
+        pk=("peer_id", "relay"),
+        not_null={"stream", "seq"},
+    )
+    db.table("mail_in").create(
+        {"sender": str, "stream": bytes, "seq": int, "at": str},
+        pk=("sender", "stream"),
+        not_null={"seq", "at"},
+    )
+    # Case key epochs (`node.case_keys`): the earlier keys still needed to read a case, and when the current began.
+    db.table("case_keys").add_column("older_keys", bytes)
+    db.table("case_keys").add_column("key_since", str)
+    db.execute("UPDATE case_keys SET key_since = received_at")
+    # Nodes revoked from the network's roster (`node.membership`): refused for good, whatever card is offered.
+    db.table("revoked_nodes").create(
+        {"node_id": str, "reason": str, "revoked_at": str}, pk="node_id", not_null={"reason", "revoked_at"}
+    )
+    db.table("peers").add_column("source", str)  # "card" (an admin trusted it) or "roster" (admitted to the network)
+
+
 Migration = Callable[[sqlite_utils.Database], None]
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (_v1_initial, _v2_cases, _v3_statistics, _v4_accounts, _v5_invitations)
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    _v1_initial,
+    _v2_cases,
+    _v3_statistics,
+    _v4_accounts,
+    _v5_invitations,
+    _v6_officers,
+    _v7_membership,
+)
 
 LATEST_VERSION: Final[int] = len(MIGRATIONS)

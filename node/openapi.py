@@ -12,7 +12,9 @@ from typing import Any
 from node.api_invitations import OPENAPI_PATHS as INVITATION_PATHS
 from node.api_notices import OPENAPI_PATHS as NOTICE_PATHS
 from node.api_notices import OPENAPI_SCHEMAS as NOTICE_SCHEMAS
+from node.api_officers import OPENAPI_PATHS as OFFICER_PATHS
 from node.api_profiles import OPENAPI_PATHS, OPENAPI_SCHEMAS
+from node.api_roster import OPENAPI_PATHS as ROSTER_PATHS
 from node.api_stats import OPENAPI_PATHS as STATS_PATHS
 from node.api_stats import OPENAPI_SCHEMAS as STATS_SCHEMAS
 from node.directory import LIST_FIELDS, TEXT_FIELDS
@@ -214,5 +216,7 @@ def openapi_document() -> dict[str, Any]:
             **CASE_PATHS,
             **STATS_PATHS,
             **INVITATION_PATHS,
+            **ROSTER_PATHS,
+            **OFFICER_PATHS,
         },
     }

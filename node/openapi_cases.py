@@ -398,6 +398,12 @@ OPENAPI_PATHS: Final[dict[str, Any]] = {
                     "schema": {"type": "string", "maxLength": 200},
                     "description": "text in references, summary, notes or file names (every word must match)",
                 },
+                {
+                    "name": "officer",
+                    "in": "query",
+                    "schema": {"type": "string"},
+                    "description": "user name of the officer responsible at this node",
+                },
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 1000}},
                 {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
             ],

@@ -17,6 +17,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         401: "Missing or invalid bearer token",
         403: "Not this node's to change",
         404: "Not found",
+        409: "Already done, or in conflict with what is recorded",
         422: "Invalid fields",
     }
     return {str(code): _json(ERROR, text[code]) for code in codes}

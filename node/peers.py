@@ -1,9 +1,11 @@
 """The peers this node trusts: verified cards, kept in the database.
 
-Trust is explicit: a peer is added from its signed card (by `seajust peer add` or the API),
-after which its keys are the only ones its messages are accepted under. The registry is read
-by the running node and re-read when another process (the CLI) changes the table, so a peer
-added from the command line is dialled within seconds.
+Trust is explicit: a peer is added from its signed card (by `seajust peer add`, the API or an
+invitation), or because the network admitted it (`node.membership`: the roster carries its card,
+vouched for by the secretariat and a member), after which its keys are the only ones its messages
+are accepted under. A node revoked from the network is never trusted again, whatever card is
+offered. The registry is read by the running node and re-read when another process (the CLI)
+changes the table, so a peer added from the command line is dialled within seconds.
 """
 
 from __future__ import annotations
@@ -68,11 +70,17 @@ class PeerRegistry:
         self._db = db
         self._own_id = own_id
         self._peers: dict[str, Peer] = {}
+        self.revoked: dict[str, str] = {}
         self.reload()
 
     def reload(self) -> bool:
         """Re-read the table; True if the set of peers or their keys or addresses changed."""
-        fresh = {p.node_id: p for p in map(_peer, self._db.query("SELECT * FROM peers ORDER BY node_id"))}
+        self.revoked = {r["node_id"]: r["reason"] for r in self._db.query("SELECT node_id, reason FROM revoked_nodes")}
+        fresh = {
+            p.node_id: p
+            for p in map(_peer, self._db.query("SELECT * FROM peers ORDER BY node_id"))
+            if p.node_id not in self.revoked
+        }
 
         def identity(peers: dict[str, Peer]) -> set[tuple[str, bytes, bytes, tuple[str, ...]]]:
             return {(p.node_id, p.sign_key, p.kx_key, p.addresses) for p in peers.values()}
@@ -95,13 +103,25 @@ class PeerRegistry:
         peer = self._peers.get(node_id)
         return peer.sign_key if peer else None
 
-    def add_card(self, card_text: str, *, actor: str) -> Peer:
+    def card_text(self, node_id: str) -> str | None:
+        """The card this node was trusted from, as it was given."""
+        if node_id not in self._peers:
+            return None
+        rows = self._db.query("SELECT card FROM peers WHERE node_id = ?", (node_id,))
+        return str(rows[0]["card"]) if rows else None
+
+    def is_revoked(self, node_id: str) -> bool:
+        return node_id in self.revoked
+
+    def add_card(self, card_text: str, *, actor: str, source: str = "card") -> Peer:
         """Verify a card and trust the node it describes; re-adding a newer card updates its addresses."""
         try:
             card = parse_card(card_text)
         except CardError as exc:
             raise PeerError(f"invalid card: {exc.message}") from exc
         self._check(card)
+        if card.node_id in self.revoked:
+            raise PeerError("that node was revoked from the network and cannot be trusted again")
         existing = self._db.query("SELECT sign_key, kx_key FROM peers WHERE node_id = ?", (card.node_id,))
         if existing and (bytes(existing[0]["sign_key"]), bytes(existing[0]["kx_key"])) != (
             card.sign_key,
@@ -121,6 +141,7 @@ class PeerRegistry:
                     "addresses": json.dumps(list(card.addresses)),
                     "card": card_text.strip(),
                     "trusted_at": now,
+                    "source": source,
                 },
                 pk="node_id",
             )
@@ -153,6 +174,20 @@ class PeerRegistry:
                 }
             )
         self.reload()
+
+    def revoke(self, node_id: str, reason: str, *, actor: str) -> bool:
+        """Refuse this node from now on (the roster revoked it); False if it already was."""
+        if node_id in self.revoked or node_id == self._own_id:
+            return False
+        now = utc_now()
+        with self._db.write() as db:
+            db.table("revoked_nodes").insert({"node_id": node_id, "reason": reason, "revoked_at": now}, replace=True)
+            db.execute("DELETE FROM peer_cursors WHERE peer_id = ?", (node_id,))
+            db.table("audit_log").insert(
+                {"at": now, "actor": actor, "action": "peer.revoked", "doc_id": None, "subject": node_id}
+            )
+        self.reload()
+        return True
 
     def record_sync(self, node_id: str, when: str) -> None:
         with self._db.write() as db:

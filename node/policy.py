@@ -9,6 +9,10 @@ authority keeps and only it may write (likewise `profile/<node id>`, its country
 
 A case (`case/<id>`) is different: its parties are listed in its signed key grant, held by
 `node.case_keys`, and only they may write it or receive it. `Policy` joins the two rules.
+
+Once the network has a roster (`node.roster`, kept in the `roster/<node id>` documents), the
+network-wide documents are accepted only from its members and sent only to them: a node that was
+never admitted, or was revoked, neither writes the directory nor reads it.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from typing import Final
 DIRECTORY_PREFIX: Final = "directory/"
 PROFILE_PREFIX: Final = "profile/"
 NOTICES_PREFIX: Final = "notices/"
-_OWNED_PREFIXES: Final = (DIRECTORY_PREFIX, PROFILE_PREFIX, NOTICES_PREFIX)
+ROSTER_PREFIX: Final = "roster/"
+_OWNED_PREFIXES: Final = (DIRECTORY_PREFIX, PROFILE_PREFIX, NOTICES_PREFIX, ROSTER_PREFIX)
 
 
 def directory_doc(node_id: str) -> str:
@@ -38,6 +43,11 @@ def profile_doc(node_id: str) -> str:
 
 def notices_doc(node_id: str) -> str:
     return NOTICES_PREFIX + node_id
+
+
+def roster_doc(node_id: str) -> str:
+    """A node's roster statements (foundings, admissions, endorsements, revocations it signed)."""
+    return ROSTER_PREFIX + node_id
 
 
 def owner_of(doc_id: str) -> str | None:
@@ -86,13 +96,30 @@ class Policy:
     is a trusted node's role ("authority", "secretariat"), None for anyone else.
     """
 
-    def __init__(self, parties: Callable[[str], dict[str, str]], role_of: Callable[[str], str | None]) -> None:
+    def __init__(
+        self,
+        parties: Callable[[str], dict[str, str]],
+        role_of: Callable[[str], str | None],
+        *,
+        me: str = "",
+        member: Callable[[str], bool | None] = lambda node_id: None,
+    ) -> None:
+        """`member(node_id)` is None while the network has no roster, else whether the node is on it."""
         self._parties = parties
         self._role_of = role_of
+        self._me = me
+        self._member = member
 
     def may_write(self, doc_id: str, author_id: str) -> bool:
         if is_case(doc_id):
             return author_id in self._parties(doc_id)
+        if author_id != self._me:
+            on_roster = self._member(author_id)
+            if doc_id.startswith(ROSTER_PREFIX) and on_roster is None:
+                # Before the network is founded, only a trusted secretariat signs roster statements (the founding).
+                return may_write(doc_id, author_id) and self._role_of(author_id) == "secretariat"
+            if on_roster is False:
+                return False
         if doc_id.startswith(REPORT_PREFIX):
             return doc_id[len(REPORT_PREFIX) :] == author_id
         if doc_id.startswith(NOTICES_PREFIX):  # the secretariat's notices: its own, and only if it is the secretariat
@@ -105,7 +132,9 @@ class Policy:
         if doc_id.startswith(REPORT_PREFIX):
             # The report goes to secretariat nodes; its author holds it too (the engine asks for itself).
             return self._role_of(peer_id) == "secretariat" or doc_id[len(REPORT_PREFIX) :] == peer_id
-        return is_network_wide(doc_id)
+        if doc_id.startswith(ROSTER_PREFIX):
+            return True  # a newcomer learns who else is in the network from the roster itself
+        return is_network_wide(doc_id) and (peer_id == self._me or self._member(peer_id) is not False)
 
     def encrypted(self, doc_id: str) -> bool:
         """Cases are sealed with their own key; network-wide documents are readable by every member."""

@@ -29,6 +29,7 @@ from node.documents import DocumentStore, utc_now
 from node.errors import NotFound
 from node.invitations import Invitations
 from node.mail import MailState, RelayMail
+from node.membership import Membership
 from node.notices import Notices
 from node.peers import Peer, PeerRegistry
 from node.policy import REPORT_PREFIX, Policy, is_case
@@ -63,6 +64,7 @@ class Node:
     accounts: Accounts
     invitations: Invitations
     mail: RelayMail
+    membership: Membership
     dialer: Dialer | None = None
     last_seen: dict[str, str] = field(default_factory=dict)
     discovered: dict[str, tuple[str, ...]] = field(default_factory=dict)  # addresses found by mDNS, per peer
@@ -187,7 +189,7 @@ def open_node(home_path: Path, passphrase: str) -> Node:
         keys = peers.keys(node_id)
         return keys.kx_key if keys else None
 
-    case_keys = CaseKeys(db, identity, sign_key_of=peers.sign_key, kx_key_of=kx_key)
+    case_keys = CaseKeys(db, identity, sign_key_of=peers.sign_key, kx_key_of=kx_key, revoked=peers.is_revoked)
     case_keys.load()
 
     def role_of(node_id: str) -> str | None:
@@ -196,7 +198,12 @@ def open_node(home_path: Path, passphrase: str) -> Node:
         peer = peers.get(node_id)
         return peer.role if peer else None
 
-    policy = Policy(case_keys.roles, role_of)
+    node_holder: list[Node] = []
+
+    def on_roster(node_id: str) -> bool | None:
+        return node_holder[0].membership.member(node_id) if node_holder else None
+
+    policy = Policy(case_keys.roles, role_of, me=identity.node_id, member=on_roster)
     store = DocumentStore(
         db,
         identity,
@@ -206,6 +213,7 @@ def open_node(home_path: Path, passphrase: str) -> Node:
         keys=case_keys,
         checked=is_case,
         strict_authors=lambda doc_id: is_case(doc_id) or doc_id.startswith(REPORT_PREFIX),
+        revoked=peers.is_revoked,
     )
     store.load()
     blobs = BlobStore(home.path / "blobs")
@@ -251,7 +259,6 @@ def open_node(home_path: Path, passphrase: str) -> Node:
         today=utc_today,
     )
     rejections = RejectionLog(db)
-    node_holder: list[Node] = []
     engine = SyncEngine(
         identity,
         store,
@@ -281,8 +288,14 @@ def open_node(home_path: Path, passphrase: str) -> Node:
         accounts=Accounts(db),
         invitations=Invitations(db, identity, lambda: node_holder[0].card(), peers),
         mail=RelayMail(identity, engine, peers, MailState(db), rejections, relays=config.relays),
+        membership=Membership(store, peers, case_keys, identity, role=config.role, card=lambda: node_holder[0].card()),
     )
     cases.on_shared = engine.regrant
+    node.membership.on_rekeyed = engine.regrant
+    node.membership.on_peers_changed = node.peers_changed
+    node.membership.on_joined = engine.disconnect  # the dialer reconnects, and both sides compare versions anew
+    store.on_stored(node.membership.on_stored)
     node_holder.append(node)
+    node.membership.refresh()
     node.load_cursors()
     return node

@@ -77,7 +77,7 @@ def test_add_list_disable_enable_reset(
         ("lan", "officer", False, None),
         ("somchai", "admin", False, listed[1]["last_login"]),
     ]
-    assert set(listed[0]) == {"username", "role", "disabled", "created_at", "last_login"}
+    assert set(listed[0]) == {"username", "role", "disabled", "created_at", "last_login", "full_name", "email"}
 
     assert seajust(capsys, "user", "disable", str(home), "lan")[:2] == (
         0,

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from nodeproc import NodeProc, files_contain, free_port, introduce, node_env, wait_until
-
 from test_cases_multinode import SECRET_NOTE, SECRET_SUMMARY, case_on, new_case
 
 pytestmark = pytest.mark.processes
@@ -52,17 +51,16 @@ def use_relay(node: NodeProc, url: str) -> None:
 
 def rounds_after(node: NodeProc, url: str, count: int = 2) -> None:
     """Wait until `count` mail rounds with the relay have completed after now (so an edit made before was left)."""
+
+    def last_round() -> str | None:
+        return node.api("GET", "/api/v1/sync")["relays"][url]["last_round"]  # type: ignore[no-any-return]
+
     for _ in range(count):
-        before = node.api("GET", "/api/v1/sync")["relays"][url]["last_round"]
-        wait_until(
-            lambda: node.api("GET", "/api/v1/sync")["relays"][url]["last_round"] not in (None, before),
-            what="a mail round",
-        )
+        before = last_round()
+        wait_until(lambda before=before: last_round() not in (None, before), what="a mail round")  # type: ignore[misc]
 
 
-def test_two_nodes_never_online_together_converge_through_the_relay(
-    make_node, relay: tuple[str, Path]
-) -> None:  # type: ignore[no-untyped-def]
+def test_two_nodes_never_online_together_converge_through_the_relay(make_node, relay: tuple[str, Path]) -> None:  # type: ignore[no-untyped-def]
     url, relay_data = relay
     th, vn = make_node("Thailand", "TH"), make_node("Viet Nam", "VN")
     introduce(th, vn)

@@ -17,6 +17,7 @@ from node.case_index import CaseFilter
 from node.cases import AttachmentRefused
 from node.errors import CheckFailed, NodeError, ValidationError
 from node.http import attachment_response
+from node.officers import officers_of
 from node.runtime import NODE_KEY, Node
 from node.vocab import CASE_KINDS, LANGUAGES, TRANSLATION_STATUS
 from node.workflow import STATUSES
@@ -24,7 +25,7 @@ from ui.csrf import FIELD, FormExpired, check_token, streamed
 from ui.labels import HISTORY
 from ui.parties import party, who
 from ui.render import done, page
-from ui.sessions import actor
+from ui.sessions import actor, require_session
 
 CHUNK: Final = 256 * 1024
 PAGE_SIZE: Final = 100
@@ -41,9 +42,15 @@ async def case_list(request: web.Request) -> web.Response:
     status = query.get("status") if query.get("status") in STATUSES else None
     kind = query.get("kind") if query.get("kind") in CASE_KINDS else None
     needs_action = query.get("needs_action") == "1"
+    mine = query.get("mine") == "1"
     q = (query.get("q") or "").strip()[:200]
     filters = CaseFilter(
-        status=status, kind=kind, needs_action=True if needs_action else None, q=q or None, limit=PAGE_SIZE
+        status=status,
+        kind=kind,
+        needs_action=True if needs_action else None,
+        q=q or None,
+        officer=require_session(request).username if mine else None,
+        limit=PAGE_SIZE,
     )
     cases = listed(node, node.cases.search(filters))
     return page(
@@ -51,10 +58,16 @@ async def case_list(request: web.Request) -> web.Response:
         "cases.html",
         {
             "cases": cases,
-            "filters": {"status": status or "", "kind": kind or "", "needs_action": needs_action, "q": q},
+            "filters": {
+                "status": status or "",
+                "kind": kind or "",
+                "needs_action": needs_action,
+                "mine": mine,
+                "q": q,
+            },
             "statuses": STATUSES,
             "kinds": CASE_KINDS,
-            "filtered": bool(status or kind or needs_action or q),
+            "filtered": bool(status or kind or needs_action or mine or q),
             "page_size": PAGE_SIZE,
         },
     )
@@ -91,7 +104,15 @@ def case_page(request: web.Request, case_id: str, *, status: int = 200, **extra:
     if case["status"] == "draft" and case["side"] == "requesting":
         draft_check = node.cases.check(case_id)
     blocking = [p for p in draft_check or [] if p.get("severity") == "error"]
+    officers = officers_of(node)
+    officer = officers.of_case(case_id)
+    me = require_session(request)
     context = {
+        "officer": officer,
+        # Who may pass the case on: an admin, its officer, or anyone while nobody holds it (`node.officers`).
+        "may_assign": me.role == "admin" or officer is None or officer["username"] == me.username,
+        "assignable": [u for u in node.accounts.list() if not u.disabled],
+        "officer_error": None,
         "case": case,
         "requesting": party(node, case["requesting"]["node_id"]),
         "requested": party(node, case["requested"]["node_id"]),
@@ -149,6 +170,21 @@ async def add_note(request: web.Request) -> web.Response:
         message = exc.fields.get("text", exc.message)
         return case_page(request, case_id, status=exc.http_status, note_error=message, note_text=text)
     raise done(f"/ui/cases/{quote(case_id)}", "noted")
+
+
+async def assign_officer(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    case_id = request.match_info["case_id"]
+    form = await request.post()
+    try:
+        officers_of(node).assign(case_id, str(form.get("username", "")), actor=actor(request))
+    except NodeError as exc:
+        if exc.http_status == 404:
+            raise
+        fields = getattr(exc, "fields", {})
+        message = "; ".join(fields.values()) if fields else exc.message
+        return case_page(request, case_id, status=exc.http_status, officer_error=message)
+    raise done(f"/ui/cases/{quote(case_id)}", "officer_assigned")
 
 
 async def _read_limited(part: BodyPartReader, limit: int) -> bytes:
@@ -220,5 +256,6 @@ def add_case_routes(app: web.Application) -> None:
     app.router.add_get("/ui/cases/{case_id:[0-9A-Za-z]+}", case_detail)
     app.router.add_post("/ui/cases/{case_id:[0-9A-Za-z]+}/transition", transition)
     app.router.add_post("/ui/cases/{case_id:[0-9A-Za-z]+}/notes", add_note)
+    app.router.add_post("/ui/cases/{case_id:[0-9A-Za-z]+}/officer", assign_officer)
     app.router.add_post("/ui/cases/{case_id:[0-9A-Za-z]+}/attachments", upload)
     app.router.add_get("/ui/cases/{case_id:[0-9A-Za-z]+}/attachments/{attachment_id:[0-9A-Za-z]+}", download)

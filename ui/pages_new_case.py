@@ -25,6 +25,7 @@ from node.case_fields import new_case_fields
 from node.cases import utc_today
 from node.draft_check import check_draft
 from node.errors import NotFound, PeerError, ValidationError
+from node.officers import officers_of
 from node.runtime import NODE_KEY, Node
 from node.vocab import CASE_KINDS, CONTENT_ITEMS, LANGUAGES, LEGAL_BASES, MEASURES, OFFENCES, URGENCY
 from ui.i18n import N_, language_of, translations
@@ -255,6 +256,7 @@ def _save(request: web.Request, values: dict[str, Any]) -> web.Response:
     except PeerError as exc:
         errors = {"counterpart": exc.message}
         return _wizard_page(request, values, 1, errors=errors, status=exc.http_status, message=exc.message)
+    officers_of(node).creator_takes(case["id"], actor(request))
     raise done(f"/ui/cases/{case['id']}", "created")
 
 

@@ -14,12 +14,21 @@ from aiohttp import web
 
 from node.accounts import ROLES, User
 from node.errors import NodeError, NotFound, ValidationError
+from node.handover import STAYS, handover_of
+from node.officers import officers_of
+from node.runtime import NODE_KEY
 from ui.i18n import N_
 from ui.render import done, page
 from ui.sessions import accounts_of, actor, require_session
 
 # Messages of this page's own `?done=` codes (the others are `ui.render.DONE`'s).
-MESSAGES: Final[dict[str, str]] = {"role_changed": N_("The role was changed.")}
+MESSAGES: Final[dict[str, str]] = {
+    "role_changed": N_("The role was changed."),
+    "details_saved": N_("The name and e-mail were saved."),
+    "handed_over": N_(
+        "The open cases and directory entries were handed over. Each case has a note for the other authority."
+    ),
+}
 
 
 def _message(request: web.Request) -> dict[str, str]:
@@ -91,8 +100,14 @@ def _user_page(
     **extra: Any,
 ) -> web.Response:
     user = _account(request)
+    officers = officers_of(request.app[NODE_KEY])
     context = {
         "account": user,
+        "open_cases": sum(1 for c in officers.cases_of(user.username) if c["status"] not in STAYS),
+        "contacts": len(officers.contacts_of(user.username)),
+        "successors": [u for u in accounts_of(request.app).list() if not u.disabled and u.username != user.username],
+        "details_errors": {},
+        "handover_error": None,
         "roles": ROLES,
         "is_self": user.username == require_session(request).username,
         "role_error": role_error,
@@ -133,6 +148,37 @@ async def set_password(request: web.Request) -> web.Response:
     raise done(f"/ui/users/{user.username}", "password_set")
 
 
+async def set_details(request: web.Request) -> web.Response:
+    form = await request.post()
+    user = _account(request)
+    try:
+        accounts_of(request.app).set_details(
+            user.username,
+            full_name=str(form.get("full_name", "")),
+            email=str(form.get("email", "")),
+            actor=actor(request),
+        )
+    except ValidationError as exc:
+        return _user_page(request, status=exc.http_status, details_errors=dict(exc.fields))
+    raise done(f"/ui/users/{user.username}", "details_saved")
+
+
+async def hand_over(request: web.Request) -> web.Response:
+    form = await request.post()
+    user = _account(request)
+    try:
+        handover_of(request.app[NODE_KEY]).hand_over(
+            user.username, str(form.get("to", "")), actor=actor(request), disable=form.get("disable") == "1"
+        )
+    except NodeError as exc:
+        if exc.http_status == 404:
+            raise
+        fields = getattr(exc, "fields", {})
+        message = "; ".join(fields.values()) if fields else exc.message
+        return _user_page(request, status=exc.http_status, handover_error=message)
+    raise done(f"/ui/users/{user.username}", "handed_over")
+
+
 def add_user_routes(app: web.Application) -> None:
     app.router.add_get("/ui/users", users)
     app.router.add_post("/ui/users", add_user)
@@ -140,3 +186,5 @@ def add_user_routes(app: web.Application) -> None:
     app.router.add_post("/ui/users/{username}/enabled", set_enabled)
     app.router.add_post("/ui/users/{username}/role", set_role)
     app.router.add_post("/ui/users/{username}/password", set_password)
+    app.router.add_post("/ui/users/{username}/details", set_details)
+    app.router.add_post("/ui/users/{username}/handover", hand_over)

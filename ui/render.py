@@ -25,6 +25,7 @@ DONE: Final[dict[str, str]] = {
     "moved": N_("The status of the case was changed."),
     "noted": N_("Your note was added to the case."),
     "attached": N_("The file was attached to the case."),
+    "officer_assigned": N_("The responsible officer was changed."),
     "user_added": N_("The account was created."),
     "user_disabled": N_("The account was disabled and its sessions ended."),
     "user_enabled": N_("The account was enabled."),
