@@ -36,10 +36,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 WATCH_INTERVAL = 1.0  # seconds between checks for changes made by another process (the CLI)
 FLUSH_INTERVAL = 5.0
 COMPACT_INTERVAL = 300.0
+RETENTION_INTERVAL = 3600.0  # hourly: key epochs and shredding are decided by day, so this is early enough
 REPORT_FIRST = 10.0  # seconds after start before the first scheduled statistics report
 
 
-async def _every(seconds: float, work: Callable[[], None], name: str) -> None:
+async def _every(seconds: float, work: Callable[[], object], name: str) -> None:
     while True:
         await asyncio.sleep(seconds)
         try:
@@ -98,6 +99,7 @@ async def _sync_ctx(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(_every(WATCH_INTERVAL, _watcher(node), "peer watcher")),
         asyncio.create_task(_every(FLUSH_INTERVAL, node.flush_sync_state, "flush")),
         asyncio.create_task(_every(COMPACT_INTERVAL, _compactor(node), "compaction")),
+        asyncio.create_task(_every(RETENTION_INTERVAL, node.retention.run, "case key retention")),
     ]
     if node.mail.relays:
         tasks.append(asyncio.create_task(node.mail.run(http, node.config.relay_interval)))

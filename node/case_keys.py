@@ -27,6 +27,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+import sqlite_utils
+
 from crypto.doc_keys import (
     MAX_EPOCH_KEYS,
     EpochCipher,
@@ -112,14 +114,30 @@ class CaseKeys:
     # -- reading --------------------------------------------------------------------------
 
     def roles(self, doc_id: str) -> dict[str, str]:
+        """The parties, also of a shredded case (the policy still answers its parties, with a tombstone)."""
         held = self._held.get(doc_id)
         return dict(held.roles) if held else {}
 
     def has(self, doc_id: str) -> bool:
-        return doc_id in self._held
+        held = self._held.get(doc_id)
+        return held is not None and bool(held.key)
 
     def doc_ids(self) -> list[str]:
-        return sorted(self._held)
+        return sorted(d for d, held in self._held.items() if held.key)
+
+    def shred(self, db: sqlite_utils.Database, doc_id: str) -> None:
+        """Destroy every key of a case, inside the caller's transaction; its party list stays for the policy."""
+        db.execute(
+            "UPDATE case_keys SET doc_key = x'', older_keys = NULL, grant = x'', shredded_at = ? WHERE doc_id = ?",
+            (self._clock(), doc_id),
+        )
+
+    def shredded(self, doc_id: str) -> None:
+        """After the transaction of `shred` committed: forget the keys in memory too."""
+        held = self._held.get(doc_id)
+        if held is not None:
+            self._held[doc_id] = HeldKey(b"", held.version, held.roles)
+        self._ciphers.pop(doc_id, None)
 
     def cipher(self, doc_id: str) -> EpochCipher | None:
         cipher = self._ciphers.get(doc_id)
@@ -127,7 +145,7 @@ class CaseKeys:
             self._ciphers.move_to_end(doc_id)
             return cipher
         held = self._held.get(doc_id)
-        if held is None:
+        if held is None or not held.key:
             return None
         cipher = self._ciphers[doc_id] = EpochCipher(held.keys, doc_id)
         while len(self._ciphers) > CIPHERS_KEPT:
@@ -135,13 +153,13 @@ class CaseKeys:
         return cipher
 
     def grant_bytes(self, doc_id: str) -> bytes | None:
-        if doc_id not in self._held:
+        if not self.has(doc_id):
             return None
         rows = self._db.query("SELECT grant FROM case_keys WHERE doc_id = ?", (doc_id,))
         return bytes(rows[0]["grant"]) if rows else None
 
     def widened_grants(self, doc_ids: Sequence[str]) -> list[bytes]:
-        widened = [d for d in doc_ids if (held := self._held.get(d)) is not None and held.version > 1]
+        widened = [d for d in doc_ids if (held := self._held.get(d)) is not None and held.version > 1 and held.key]
         return [grant for d in widened if (grant := self.grant_bytes(d)) is not None]
 
     # -- issuing --------------------------------------------------------------------------
@@ -164,7 +182,7 @@ class CaseKeys:
     def share(self, doc_id: str, node_id: str) -> None:
         """Widen a case to a third party: the same key, wrapped for one more node, at the next version."""
         held = self._held.get(doc_id)
-        if held is None:
+        if held is None or not held.key:
             raise NotFound("no such case on this node")
         if node_id in held.roles:
             return
@@ -182,7 +200,7 @@ class CaseKeys:
     def rekey(self, doc_id: str, *, drop: Sequence[str] = ()) -> bool:
         """Move a case to a fresh key for its parties but `drop` (revoked nodes); False if not held or no party left."""
         held = self._held.get(doc_id)
-        if held is None or self._me in drop:
+        if held is None or not held.key or self._me in drop:
             return False
         roles = {node: role for node, role in held.roles.items() if node not in drop}
         try:
@@ -210,7 +228,7 @@ class CaseKeys:
         due = [
             doc_id
             for doc_id, held in self._held.items()
-            if held.roles.get(self._me) == ROLE_REQUESTING and held.since and held.since < older_than
+            if held.key and held.roles.get(self._me) == ROLE_REQUESTING and held.since and held.since < older_than
         ]
         return [doc_id for doc_id in due if open_case(doc_id) and self.rekey(doc_id)]
 
@@ -257,6 +275,8 @@ class CaseKeys:
         if held is None:
             self._keep(grant, keys)
             return
+        if not held.key:
+            return  # shredded here: its keys are not taken back
         if grant.version < held.version or (grant.version == held.version and set(keys) <= set(held.keys)):
             return  # already held (or older): nothing to do
         if grant.issuer not in held.roles:

@@ -46,6 +46,8 @@ class NodeConfig:
     discovery: bool = False
     relays: tuple[str, ...] = ()
     relay_interval: int = 60
+    case_key_days: int = 30
+    shred_closed_after_days: int = 0
 
     @property
     def host(self) -> str:
@@ -120,6 +122,11 @@ def validate(raw: dict[str, Any]) -> NodeConfig:
     interval = node.get("relay_interval", 60)
     if not isinstance(interval, int) or isinstance(interval, bool) or not 1 <= interval <= 86_400:
         raise ConfigError("node.relay_interval must be a whole number of seconds from 1 to 86400")
+    for key, default, least, most in (("case_key_days", 30, 0, 3650), ("shred_closed_after_days", 0, 0, 36500)):
+        value = node.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or not least <= value <= most:
+            raise ConfigError(f"node.{key} must be a whole number from {least} to {most}")
+        numbers[key] = value
     return NodeConfig(
         name.strip(),
         country,
@@ -135,6 +142,8 @@ def validate(raw: dict[str, Any]) -> NodeConfig:
         discovery=discovery,
         relays=tuple(check_url(r) for r in relays),
         relay_interval=interval,
+        case_key_days=numbers["case_key_days"],
+        shred_closed_after_days=numbers["shred_closed_after_days"],
     )
 
 

@@ -134,6 +134,7 @@ class DocumentStore:
         self._revoked = revoked
         self._max_loaded = max_loaded
         self._versions: dict[str, VersionVector] = {}
+        self._forgotten: set[str] = set()  # crypto-shredded: only the version vector is left (`forget`)
         self._docs: OrderedDict[str, _Held] = OrderedDict()
         self._listeners: list[StoredListener] = []
         self._indexers: list[Indexer] = []
@@ -149,6 +150,10 @@ class DocumentStore:
         for row in self._db.query("SELECT doc_id, author, MAX(seq_to) AS seq FROM doc_log GROUP BY doc_id, author"):
             vector = versions.setdefault(row["doc_id"], {})
             vector[row["author"]] = max(vector.get(row["author"], 0), row["seq"])
+        self._forgotten = set()
+        for row in self._db.query("SELECT doc_id, versions FROM doc_tombstones"):
+            versions[row["doc_id"]] = json.loads(row["versions"])
+            self._forgotten.add(row["doc_id"])
         self._versions = versions
         self._docs.clear()
         log.info("found %d documents in %.0f ms", len(versions), (time.perf_counter() - started) * 1000)
@@ -158,6 +163,28 @@ class DocumentStore:
 
     def __contains__(self, doc_id: str) -> bool:
         return doc_id in self._versions
+
+    def forgotten(self, doc_id: str) -> bool:
+        return doc_id in self._forgotten
+
+    def forget(self, db: sqlite_utils.Database, doc_id: str) -> None:
+        """Drop a document's content for good, inside the caller's transaction (crypto-shredding, with its key).
+
+        Its version vector stays as a tombstone: peers see this node holding everything up to it, so
+        they do not offer the content again, and an entry that arrives later is ignored.
+        """
+        versions = self.versions(doc_id)
+        db.execute("DELETE FROM doc_log WHERE doc_id = ?", (doc_id,))
+        db.execute("DELETE FROM doc_snapshots WHERE doc_id = ?", (doc_id,))
+        db.table("doc_tombstones").upsert(
+            {"doc_id": doc_id, "versions": json.dumps(versions, sort_keys=True), "forgotten_at": self._clock()},
+            pk="doc_id",
+        )
+
+    def forgot(self, doc_id: str) -> None:
+        """After the transaction of `forget` committed: drop it from memory too."""
+        self._forgotten.add(doc_id)
+        self._docs.pop(doc_id, None)
 
     def get(self, doc_id: str) -> CrdtDocument | None:
         held = self._held(doc_id)
@@ -209,7 +236,7 @@ class DocumentStore:
         subject: str = "",
     ) -> SignedUpdate | None:
         """Make a change as this node, sign it and store it; the stored entry, or None if nothing changed."""
-        if not self._may_write(doc_id, self._me):
+        if not self._may_write(doc_id, self._me) or doc_id in self._forgotten:
             raise Forbidden("this node may not change that document")
         held = self._held(doc_id) or _Held(CrdtDocument())
         plain = held.crdt.change(edit)
@@ -265,6 +292,8 @@ class DocumentStore:
         tentative: dict[tuple[str, str], int] = {}
         gap = False
         for entry in entries:
+            if entry.doc_id in self._forgotten:
+                continue  # shredded here: nothing of it is kept again
             key_ = self._author_key(entry.author) if entry.author != self._me else self._identity.public.sign_key
             if key_ is None:
                 if self._revoked(entry.author):
@@ -465,7 +494,7 @@ class DocumentStore:
         if held is not None:
             self._docs.move_to_end(doc_id)
             return held
-        if doc_id not in self._versions:
+        if doc_id not in self._versions or doc_id in self._forgotten:
             return None
         return self._reload(doc_id)
 

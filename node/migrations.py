@@ -291,6 +291,12 @@ def _v7_membership(db: sqlite_utils.Database) -> None:
         {"node_id": str, "reason": str, "revoked_at": str}, pk="node_id", not_null={"reason", "revoked_at"}
     )
     db.table("peers").add_column("source", str)  # "card" (an admin trusted it) or "roster" (admitted to the network)
+    # Crypto-shredded documents (`node.retention`): their keys and content are gone; the version vector stays, so
+    # peers do not offer them again.
+    db.table("doc_tombstones").create(
+        {"doc_id": str, "versions": str, "forgotten_at": str}, pk="doc_id", not_null={"versions", "forgotten_at"}
+    )
+    db.table("case_keys").add_column("shredded_at", str)
 
 
 Migration = Callable[[sqlite_utils.Database], None]

@@ -36,6 +36,7 @@ from node.policy import REPORT_PREFIX, Policy, is_case
 from node.profiles import Profiles
 from node.rejections import RejectionLog
 from node.reporting import Reporting
+from node.retention import Retention
 from node.storage import Database
 from sync.engine import SyncEngine
 from sync.transport import Dialer
@@ -65,6 +66,7 @@ class Node:
     invitations: Invitations
     mail: RelayMail
     membership: Membership
+    retention: Retention
     dialer: Dialer | None = None
     last_seen: dict[str, str] = field(default_factory=dict)
     discovered: dict[str, tuple[str, ...]] = field(default_factory=dict)  # addresses found by mDNS, per peer
@@ -288,10 +290,20 @@ def open_node(home_path: Path, passphrase: str) -> Node:
         accounts=Accounts(db),
         invitations=Invitations(db, identity, lambda: node_holder[0].card(), peers),
         mail=RelayMail(identity, engine, peers, MailState(db), rejections, relays=config.relays),
+        retention=Retention(
+            db,
+            store,
+            case_keys,
+            blobs,
+            shred_after_days=config.shred_closed_after_days,
+            rotate_after_days=config.case_key_days,
+            today=utc_today,
+        ),
         membership=Membership(store, peers, case_keys, identity, role=config.role, card=lambda: node_holder[0].card()),
     )
     cases.on_shared = engine.regrant
     node.membership.on_rekeyed = engine.regrant
+    node.retention.on_rekeyed = engine.regrant
     node.membership.on_peers_changed = node.peers_changed
     node.membership.on_joined = engine.disconnect  # the dialer reconnects, and both sides compare versions anew
     store.on_stored(node.membership.on_stored)

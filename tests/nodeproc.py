@@ -274,3 +274,14 @@ def run_in_terminal(
     _, status = os.waitpid(pid, 0)
     os.close(fd)
     return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+
+
+def deliver_case(source: Node, target: Node, doc_id: str) -> list[SignedUpdate]:
+    """Hand a case's grant and the entries `target` lacks from one in-process node to another, as sync would."""
+    grant = source.case_keys.grant_bytes(doc_id)
+    assert grant is not None
+    target.case_keys.accept_grants([grant], via=source.node_id)
+    result = target.store.apply_remote(
+        source.store.entries_missing(doc_id, target.store.versions(doc_id)), via=source.node_id
+    )
+    return list(result.stored)

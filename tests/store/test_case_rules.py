@@ -2,70 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pycrdt
 import pytest
-from nodeproc import PASSPHRASE, forge_case_update, init_node
+from nodeproc import forge_case_update
 
 from crypto.doc_keys import decode_grant, encode_grant, issue_grant
 from node import case_history
-from node.cases import case_doc
 from node.crdt import DocumentChange
 from node.documents import utc_now
-from node.runtime import Node, open_node
+from node.runtime import Node
 from sync.errors import UpdateRejected
 from sync.messages import SignedUpdate
 
 Edit = Callable[[DocumentChange, Any, Node], None]
 
 
-@pytest.fixture
-def pair(tmp_path: Path) -> Iterator[tuple[Node, Node, Node]]:
-    """Thailand (requesting), Viet Nam (requested), Philippines (not a party); all trust each other."""
-    procs = [init_node(tmp_path, n, c) for n, c in (("Thailand", "TH"), ("Viet Nam", "VN"), ("Philippines", "PH"))]
-    nodes = [open_node(p.home, PASSPHRASE) for p in procs]
-    cards = {n.node_id: n.card() for n in nodes}
-    for node in nodes:
-        for node_id, card in cards.items():
-            if node_id != node.node_id:
-                node.peers.add_card(card, actor="tests")
-    th, vn, ph = nodes
-    yield th, vn, ph
-    for node in nodes:
-        node.close()
-
-
-def deliver(source: Node, target: Node, doc_id: str) -> list[SignedUpdate]:
-    grant = source.case_keys.grant_bytes(doc_id)
-    assert grant is not None
-    target.case_keys.accept_grants([grant], via=source.node_id)
-    result = target.store.apply_remote(
-        source.store.entries_missing(doc_id, target.store.versions(doc_id)), via=source.node_id
-    )
-    return list(result.stored)
-
-
 def forge(node: Node, doc_id: str, edit: Edit) -> SignedUpdate:
     return forge_case_update(node, doc_id, edit)
-
-
-@pytest.fixture
-def case(pair: tuple[Node, Node, Node]) -> tuple[Node, Node, str]:
-    th, vn, _ = pair
-    created = th.cases.create(
-        {"kind": "mla", "counterpart": vn.node_id, "reference": "TH-1", "summary": "original", "languages": ["en"]},
-        actor="tests",
-    )
-    th.cases.add_attachment(
-        created["id"], name="a.pdf", media_type="application/pdf", data=b"%PDF-1", meta={}, actor="tests"
-    )
-    th.cases.transition(created["id"], {"to": "sent", "force": True, "reason": "test"}, actor="tests")
-    doc_id = case_doc(created["id"])
-    assert deliver(th, vn, doc_id)
-    return th, vn, doc_id
 
 
 def entry(node: Node, doc: Any, **fields: Any) -> dict[str, Any]:
