@@ -14,6 +14,7 @@ from aiohttp import web
 
 from crypto.errors import SeajustError
 from node.api_cases import add_case_routes
+from node.api_discovery import add_discovery_routes
 from node.api_invitations import add_invitation_routes
 from node.api_notices import add_notice_routes
 from node.api_officers import add_officer_routes
@@ -147,6 +148,7 @@ def add_routes(app: web.Application) -> None:
     add_stats_routes(app)
     add_invitation_routes(app)
     add_roster_routes(app)
+    add_discovery_routes(app)
     add_officer_routes(app)
 
 

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from node import blob_sync
 from node.api import add_routes, auth_middleware, error_middleware
+from node.lan_offers import CARD_PATH
 from node.policy import is_case
 from node.reporting import INTERVALS
 from node.runtime import NODE_KEY, Node
@@ -104,6 +105,7 @@ async def _sync_ctx(app: web.Application) -> AsyncIterator[None]:
     if node.mail.relays:
         tasks.append(asyncio.create_task(node.mail.run(http, node.config.relay_interval)))
     discovery = None
+    fetches: list[asyncio.Task[object]] = []  # cards offered on the LAN being fetched
     if node.config.discovery:
         discovery = Discovery(
             sign_key=node.identity.public.sign_key,
@@ -111,13 +113,15 @@ async def _sync_ctx(app: web.Application) -> AsyncIterator[None]:
             host=node.config.host,
             trusted=lambda: {p.node_id: p.sign_key for p in node.peers.all()},
             on_found=node.found_on_lan,
+            offering=node.lan_offers.offering,
+            on_offer=lambda addresses: fetches.append(asyncio.create_task(node.lan_offers.fetch(http, addresses))),
         )
         await discovery.start()
     log.info("node %s (%s) starting", node.node_id, node.config.name)
     yield
     if discovery is not None:
         await discovery.stop()
-    for task in tasks:
+    for task in [*tasks, *fetches]:
         task.cancel()
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
@@ -158,6 +162,17 @@ def _blob_handler(node: Node) -> Callable[[web.Request], Awaitable[web.StreamRes
     )
 
 
+def _card_handler(node: Node) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """This node's card, only while an admin has it offered on the LAN (`node.lan_offers`)."""
+
+    async def card(request: web.Request) -> web.StreamResponse:
+        if not node.lan_offers.offering():
+            return web.json_response({"error": "this node is not offering its card"}, status=404)
+        return web.Response(text=node.card(), content_type="text/plain")
+
+    return card
+
+
 @web.middleware
 async def forwarded_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Behind a TLS-terminating proxy (`behind_proxy`), see the request as the proxy received it."""
@@ -181,6 +196,7 @@ def create_app(node: Node) -> web.Application:
     app.router.add_get(SYNC_PATH, websocket_handler(node.engine))  # type: ignore[arg-type]
     app.router.add_get(BLOB_PATH, _blob_handler(node))
     app.router.add_post(INVITE_PATH, _invitation_handler(node))
+    app.router.add_get(CARD_PATH, _card_handler(node))
     setup_ui(app)
     app.cleanup_ctx.append(_sync_ctx)
     app.on_shutdown.append(_close_sessions)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from node.api_discovery import OPENAPI_PATHS as DISCOVERY_PATHS
 from node.api_invitations import OPENAPI_PATHS as INVITATION_PATHS
 from node.api_notices import OPENAPI_PATHS as NOTICE_PATHS
 from node.api_notices import OPENAPI_SCHEMAS as NOTICE_SCHEMAS
@@ -217,6 +218,7 @@ def openapi_document() -> dict[str, Any]:
             **STATS_PATHS,
             **INVITATION_PATHS,
             **ROSTER_PATHS,
+            **DISCOVERY_PATHS,
             **OFFICER_PATHS,
         },
     }

@@ -28,6 +28,7 @@ from node.directory import Directory
 from node.documents import DocumentStore, utc_now
 from node.errors import NotFound
 from node.invitations import Invitations
+from node.lan_offers import LanOffers
 from node.mail import MailState, RelayMail
 from node.membership import Membership
 from node.notices import Notices
@@ -67,6 +68,7 @@ class Node:
     mail: RelayMail
     membership: Membership
     retention: Retention
+    lan_offers: LanOffers
     dialer: Dialer | None = None
     last_seen: dict[str, str] = field(default_factory=dict)
     discovered: dict[str, tuple[str, ...]] = field(default_factory=dict)  # addresses found by mDNS, per peer
@@ -290,6 +292,10 @@ def open_node(home_path: Path, passphrase: str) -> Node:
         accounts=Accounts(db),
         invitations=Invitations(db, identity, lambda: node_holder[0].card(), peers),
         mail=RelayMail(identity, engine, peers, MailState(db), rejections, relays=config.relays),
+        lan_offers=LanOffers(
+            own_id=identity.node_id,
+            known=lambda node_id: peers.get(node_id) is not None or peers.is_revoked(node_id),
+        ),
         retention=Retention(
             db,
             store,

@@ -21,6 +21,13 @@ that only makes us dial it, and the sync handshake then fails because it cannot 
 peer. Announcers we do not recognise are only counted (`Discovery.unrecognised`); nothing is
 ever synced with them. Addresses found here are hints for the dialler; trust still comes only
 from cards.
+
+Meeting a new node on the LAN: an admin may have its node *offer its card* for a while (minutes,
+during an onboarding visit): the announcement then carries `o=1`, and the node serves its card at
+`GET /sync/v1/card` until the offer ends. A listener that sees an unrecognised announcement with
+`o=1` hands its addresses to `on_offer`; the node fetches the card and lists it as "discovered, not
+trusted" until an admin compares the fingerprint and accepts it. While it offers, the node is
+identifiable on the LAN, which is the point; the rest of the time it is not.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ log = logging.getLogger(__name__)
 SERVICE_TYPE: Final = "_seajust._tcp.local."
 PROTOCOL_VERSION: Final = "1"
 RESOLVE_TIMEOUT_MS: Final = 3000
+REANNOUNCE_CHECK: Final = 2.0  # seconds
 _WILDCARDS: Final = frozenset({"", "0.0.0.0", "::"})
 
 Interfaces = Sequence[str] | InterfaceChoice
@@ -87,6 +95,8 @@ class Discovery:
         interfaces: Interfaces = InterfaceChoice.All,
         clock: Callable[[], float] = time.time,
         instance: str | None = None,
+        offering: Callable[[], bool] = lambda: False,
+        on_offer: Callable[[tuple[str, ...]], None] = lambda addresses: None,
     ) -> None:
         self._sign_key = bytes(sign_key)
         self._port = port
@@ -96,6 +106,9 @@ class Discovery:
         self._interfaces = interfaces
         self._clock = clock
         self.instance = instance or secrets.token_hex(6)
+        self._offering = offering
+        self._on_offer = on_offer
+        self._announced_offer = False
         self.unrecognised: dict[str, tuple[str, ...]] = {}
         self._aiozc: AsyncZeroconf | None = None
         self._browser: AsyncServiceBrowser | None = None
@@ -136,30 +149,36 @@ class Discovery:
             self._aiozc = None
 
     async def refresh(self) -> None:
-        """Announce again with the token for the current hour (if it changed)."""
-        if self._aiozc is None or current_hour(self._clock()) == self._announced_hour:
+        """Announce again with the token for the current hour and the current offer (if either changed)."""
+        if self._aiozc is None:
+            return
+        if current_hour(self._clock()) == self._announced_hour and self._offering() == self._announced_offer:
             return
         self._info = self._service_info()
         await self._aiozc.async_update_service(self._info)
 
     def _service_info(self) -> AsyncServiceInfo:
         self._announced_hour = current_hour(self._clock())
+        self._announced_offer = self._offering()
+        properties = {"v": PROTOCOL_VERSION, "t": mdns_token(self._sign_key, self._announced_hour)}
+        if self._announced_offer:
+            properties["o"] = "1"
         return AsyncServiceInfo(
             SERVICE_TYPE,
             self.service_name,
             port=self._port,
-            properties={"v": PROTOCOL_VERSION, "t": mdns_token(self._sign_key, self._announced_hour)},
+            properties=properties,
             server=f"{self.instance}.local.",
             parsed_addresses=_own_addresses(self._host, self._interfaces),
         )
 
     async def _reannounce_hourly(self) -> None:
+        """Re-announce when the hour's token or the card offer changes (checked every few seconds)."""
         while True:
-            now = self._clock()
-            await asyncio.sleep((current_hour(now) + 1) * 3600 - now + 1.0)
+            await asyncio.sleep(REANNOUNCE_CHECK)
             try:
                 await self.refresh()
-            except Exception:  # keep announcing; the next hour may work
+            except Exception:  # keep announcing; the next check may work
                 log.warning("mDNS re-announcement failed", exc_info=True)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
@@ -189,6 +208,8 @@ class Discovery:
             node_id = recognise(token, self._trusted(), self._clock())
         if node_id is None:
             self.unrecognised[name] = addresses
+            if props.get("o") == "1" and addresses:
+                self._on_offer(addresses)
             return
         self.unrecognised.pop(name, None)
         if addresses:
