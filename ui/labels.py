@@ -70,6 +70,16 @@ HISTORY: Final[dict[str, str]] = {
 ROLES: Final[dict[str, str]] = {"officer": N_("Officer"), "admin": N_("Administrator")}
 PEER_ROLES: Final[dict[str, str]] = {"authority": N_("Central authority"), "secretariat": N_("Secretariat")}
 SEVERITY: Final[dict[str, str]] = {"error": N_("Must be fixed"), "warning": N_("Check this")}
+STANDINGS: Final[dict[str, str]] = {
+    "member": N_("Member"),
+    "observer": N_("Observer (no vote)"),
+    "secretariat": N_("Secretariat"),
+}
+REVOCATIONS: Final[dict[str, str]] = {
+    "compromised": N_("Keys lost or stolen"),
+    "left": N_("Left the network"),
+    "other": N_("Other"),
+}
 
 VOCABULARIES: Final[dict[str, Mapping[str, str]]] = {
     "status": STATUSES,
@@ -80,6 +90,8 @@ VOCABULARIES: Final[dict[str, Mapping[str, str]]] = {
     "role": ROLES,
     "peer_role": PEER_ROLES,
     "severity": SEVERITY,
+    "standing": STANDINGS,
+    "revocation": REVOCATIONS,
     "kind": vocab.CASE_KINDS,
     "offence": vocab.OFFENCES,
     "measure": vocab.MEASURES,

@@ -10,6 +10,10 @@ phone (the node keeps only its hash, so the page is the only place it appears); 
 takes a code read to them and the inviting node's address, claims it there, and both nodes then trust
 each other's cards. A refused claim is shown next to the form in the node's own words. Officers see
 neither form, and the two POST routes refuse them.
+
+With LAN discovery on, admins may offer this node's card on the LAN for some minutes, and see the nodes
+that offered theirs as "discovered, not trusted", each with its node ID to compare; "Trust this node"
+adds the card that node offered (`node.lan_offers`), exactly as pasting it would.
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ def _peers_page(request: web.Request, *, status: int = 200, **extra: Any) -> web
         "invite_code": None,
         "accept_error": None,
         "accept_values": {"code": "", "url": ""},
+        "discovery": node.config.discovery,
+        "offering": node.lan_offers.offering(),
+        "discovered": [o.public_json() for o in node.lan_offers.listed()],
         **extra,
     }
     flash = _added_message(request)
@@ -97,7 +104,35 @@ async def accept_invitation(request: web.Request) -> web.Response:
     raise done(PEERS_PATH, "peer_added", peer=peer.node_id)
 
 
+async def offer_card(request: web.Request) -> web.Response:
+    _require_admin(request)
+    form = await request.post()
+    minutes = OFFER_MINUTES if form.get("offer") == "start" else 0
+    request.app[NODE_KEY].lan_offers.offer(minutes)
+    raise web.HTTPSeeOther(PEERS_PATH)
+
+
+async def trust_discovered(request: web.Request) -> web.Response:
+    _require_admin(request)
+    form = await request.post()
+    node = request.app[NODE_KEY]
+    offer = node.lan_offers.get(str(form.get("node_id", "")))
+    if offer is None:
+        return _peers_page(request, status=404, accept_error=N_("That node is no longer offering its card."))
+    try:
+        peer = node.peers.add_card(offer.text, actor=actor(request))
+    except SeajustError as exc:
+        return _peers_page(request, status=422, accept_error=exc.message)
+    node.peers_changed()
+    raise done(PEERS_PATH, "peer_added", peer=peer.node_id)
+
+
+OFFER_MINUTES = 30
+
+
 def add_peer_routes(app: web.Application) -> None:
     app.router.add_get(PEERS_PATH, peers)
     app.router.add_post(PEERS_PATH + "/invite", create_invitation)
     app.router.add_post(PEERS_PATH + "/accept", accept_invitation)
+    app.router.add_post(PEERS_PATH + "/offer", offer_card)
+    app.router.add_post(PEERS_PATH + "/discovered", trust_discovered)

@@ -44,6 +44,7 @@ NAVIGATION: Final = (
     ("/ui/statistics", N_("Statistics"), False),
     ("/ui/notices", N_("Notices"), False),
     ("/ui/peers", N_("Peers"), False),
+    ("/ui/roster", N_("Network"), False),
     ("/ui/users", N_("Users"), True),
 )
 

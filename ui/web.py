@@ -34,6 +34,7 @@ from ui.pages_new_case import add_new_case_routes
 from ui.pages_notices import add_notice_routes
 from ui.pages_peers import add_peer_routes
 from ui.pages_profiles import add_profile_routes
+from ui.pages_roster import add_roster_routes
 from ui.pages_stats import add_stats_routes
 from ui.pages_users import add_user_routes
 from ui.sessions import session_middleware
@@ -66,6 +67,7 @@ def setup_ui(app: web.Application) -> None:
     add_directory_routes(app)
     add_profile_routes(app)
     add_peer_routes(app)
+    add_roster_routes(app)
     add_stats_routes(app)
     add_notice_routes(app)
     add_user_routes(app)
