@@ -47,9 +47,9 @@ async def test_officers_read_the_roster_and_cannot_act(sec_client: Client, secre
 
 
 async def test_found_admit_endorse_and_revoke_through_the_pages(
-    sec_client: Client,
-    secretariat: Node,
-    node: Node,
+    sec_client: Client,  # noqa: F811
+    secretariat: Node,  # noqa: F811
+    node: Node,  # noqa: F811
     tmp_path: Path,
     aiohttp_client: Any,
 ) -> None:
