@@ -100,3 +100,33 @@ async def test_found_admit_endorse_and_revoke_through_the_pages(
     page = unescape(await resp.text())
     assert "The node was revoked." in page and "Keys lost or stolen" in page
     assert secretariat.peers.is_revoked(newcomer.node_id)
+
+
+async def test_a_discovered_node_is_trusted_only_when_an_admin_accepts_it(
+    client: Client,  # noqa: F811
+    node: Node,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    import dataclasses
+
+    node.config = dataclasses.replace(node.config, discovery=True)
+    lao = init_node(tmp_path / "la", "Lao PDR", "LA")
+    assert node.lan_offers.add(card_of(lao), ["http://127.0.0.1:9"]) is not None
+    await login(client, "somchai")
+    assert "Discovered on this network" not in await html_of(client, "/ui/peers")  # officers: not theirs to decide
+    await login(client, "admin")
+    page = unescape(await html_of(client, "/ui/peers"))
+    assert "Discovered on this network, not trusted" in page and "Lao PDR" in page and "Trust this node" in page
+    assert node.peers.get(lao.node_id) is None
+    resp = await client.post("/ui/peers/offer", data={"csrf": await token(client, "/ui/peers"), "offer": "start"})
+    assert resp.status == 200 and node.lan_offers.offering()
+    resp = await client.post(
+        "/ui/peers/discovered", data={"csrf": await token(client, "/ui/peers"), "node_id": lao.node_id}
+    )
+    assert resp.status == 200
+    assert node.peers.get(lao.node_id) is not None
+    assert "Lao PDR" not in unescape(await html_of(client, "/ui/peers")).split("Discovered on this network")[1]
+    resp = await client.post(
+        "/ui/peers/discovered", data={"csrf": await token(client, "/ui/peers"), "node_id": lao.node_id}
+    )
+    assert resp.status == 404  # no longer offered: it is trusted now
