@@ -28,6 +28,7 @@ from typing import Final
 import sqlite_utils
 
 from crypto.envelope import peek_header
+from sync.mailbox import MAIL_TOPIC
 from crypto.errors import EnvelopeRejected, SeajustError
 
 DB_NAME: Final = "relay.db"
@@ -153,6 +154,8 @@ class RelayStore:
                 raise RelayRefused(403, "a node may deposit only envelopes it sent")
             if header.recipient_id == sender:
                 raise RelayRefused(400, "an envelope addressed to its own sender")
+            if header.topic != MAIL_TOPIC:  # only mail: never a session envelope, never a document ID
+                raise RelayRefused(400, "not a mail envelope")
             rows.append((header.recipient_id, bytes(envelope)))
         if not rows:
             return []

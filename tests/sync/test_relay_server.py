@@ -26,6 +26,7 @@ from nodeproc import free_port, node_env
 
 from crypto.envelope import open_envelope, seal
 from crypto.identity import Identity
+from sync.mailbox import MAIL_TOPIC
 from sync.relay_auth import RelayRequestChecker, make_relay_request
 from sync.relay_client import RelayError, ack, deposit, fetch
 from sync.relay_frames import FrameError, decode_deposit, decode_mail, encode_deposit, encode_mail
@@ -48,7 +49,7 @@ def envelope(sender: Identity, recipient: Identity, payload: bytes = b"hello", s
         sender,
         recipient_id=recipient.node_id,
         recipient_kx_key=recipient.public.kx_key,
-        topic="",
+        topic=MAIL_TOPIC,
         stream=bytes(16),
         seq=seq,
         payload=payload,

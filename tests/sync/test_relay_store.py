@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from crypto.envelope import seal
 from crypto.identity import Identity
+from sync.mailbox import MAIL_TOPIC
 from sync.relay_store import DB_NAME, RelayRefused, RelayStore, RelayUsage
 
 ALICE = Identity.from_secret_bytes(bytes(range(64)))
@@ -34,7 +35,7 @@ def envelope(sender: Identity, recipient: Identity, payload: bytes = b"hello", s
         sender,
         recipient_id=recipient.node_id,
         recipient_kx_key=recipient.public.kx_key,
-        topic="",
+        topic=MAIL_TOPIC,
         stream=bytes(16),
         seq=seq,
         payload=payload,
@@ -246,3 +247,19 @@ def test_arbitrary_bytes_are_refused_with_relay_refused_only(store: RelayStore, 
         store.deposit(ALICE.node_id, [*batch, b"junk"])
     assert info.value.status in (400, 403)
     assert count(store) == 0
+
+
+def test_only_mail_envelopes_are_taken(store: RelayStore) -> None:
+    session_envelope = seal(
+        ALICE,
+        recipient_id=BOB.node_id,
+        recipient_kx_key=BOB.public.kx_key,
+        topic="case/K7QM3XDA9PFR",
+        stream=bytes(16),
+        seq=1,
+        payload=b"x",
+    )
+    with pytest.raises(RelayRefused) as refused:
+        store.deposit(ALICE.node_id, [session_envelope])
+    assert refused.value.status == 400
+    assert store.usage().messages == 0
