@@ -438,6 +438,15 @@ def seed_cases(nodes: Sequence[Running]) -> int:
     return 3
 
 
+def found_network(nodes: Sequence[Running]) -> bool:
+    """The secretariat founds the roster (Network page) with the two authorities; False if it already had."""
+    secretariat = next(n for n in nodes if n.spec.role == "secretariat")
+    if api(secretariat, "GET", "/api/v1/roster")["network"] is not None:
+        return False
+    api(secretariat, "POST", "/api/v1/roster/found", {"network": "SEAJust (demo)"})
+    return True
+
+
 def wait_replicated(nodes: Sequence[Running]) -> bool:
     """Until every node lists the same contact points (the nodes dial each other within seconds)."""
     deadline = time.monotonic() + REPLICATION_TIMEOUT
@@ -548,6 +557,8 @@ def run(base: Path) -> int:
         cases = seed_cases(nodes)
         if cases:
             say(f"Published two country profiles and created {cases} sample cases between Thailand and Viet Nam.")
+        if found_network(nodes):
+            say("The secretariat founded the network's roster; Thailand and Viet Nam are its founding members.")
         show(nodes, wait_replicated(nodes))
         while True:
             time.sleep(0.5)

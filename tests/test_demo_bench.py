@@ -146,6 +146,11 @@ def test_demo_runs_three_replicating_nodes_and_stops_them_on_ctrl_c(tmp_path: Pa
             )
             assert len(get(thai["url"] + "/api/v1/cases", thai["token"])) == 3
             assert get(secretariat["url"] + "/api/v1/cases", secretariat["token"]) == []
+            eventually(
+                lambda: len(get(thai["url"] + "/api/v1/roster", thai["token"])["members"]) == 3,
+                15,
+                "the roster founded by the secretariat to reach Thailand",
+            )
 
             demo.send_signal(signal.SIGINT)
             assert demo.wait(timeout=10) == 0, "\n".join(output)
