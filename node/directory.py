@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from node.countries import normalise_country
@@ -133,10 +133,19 @@ def _read(record: Mapping[str, Any], contact_id: str, owner: str) -> dict[str, A
 
 
 class Directory:
-    def __init__(self, store: DocumentStore, own_id: str, own_country: str) -> None:
+    def __init__(
+        self,
+        store: DocumentStore,
+        own_id: str,
+        own_country: str,
+        *,
+        revoked: Callable[[str], bool] = lambda node_id: False,
+    ) -> None:
+        """`revoked(owner)`: the owner was revoked from the network, so its contact points are no longer listed."""
         self._store = store
         self._own_id = own_id
         self._own_country = own_country
+        self._revoked = revoked
 
     def list(
         self, *, country: str | None = None, expertise: str | None = None, q: str | None = None
@@ -144,8 +153,10 @@ class Directory:
         found = []
         for doc_id in self._store.doc_ids(DIRECTORY_PREFIX):
             owner = directory_owner(doc_id)
+            if owner is None or self._revoked(owner):
+                continue
             doc = self._store.get(doc_id)
-            if owner is None or doc is None:
+            if doc is None:
                 continue
             for contact_id, record in doc.records(COLLECTION).items():
                 found.append(_read(record, contact_id, owner))

@@ -279,7 +279,7 @@ def open_node(home_path: Path, passphrase: str) -> Node:
         db=db,
         store=store,
         peers=peers,
-        directory=Directory(store, identity.node_id, config.country),
+        directory=Directory(store, identity.node_id, config.country, revoked=peers.is_revoked),
         profiles=profiles,
         notices=notices,
         rejections=rejections,

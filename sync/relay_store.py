@@ -28,8 +28,8 @@ from typing import Final
 import sqlite_utils
 
 from crypto.envelope import peek_header
-from sync.mailbox import MAIL_TOPIC
 from crypto.errors import EnvelopeRejected, SeajustError
+from sync.mailbox import MAIL_TOPIC
 
 DB_NAME: Final = "relay.db"
 MIB: Final = 1024 * 1024

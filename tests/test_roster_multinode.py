@@ -54,7 +54,9 @@ def test_revoked_node_gets_nothing_new_and_is_refused_while_the_rest_converge(ma
     wait_until(lambda: peers_of(th) == everyone - {th.node_id}, what="members trusting each other from the roster")
 
     th.api("POST", "/api/v1/contacts", {"name": "Somchai"})
+    ph.api("POST", "/api/v1/contacts", {"name": "Philippine desk"})
     wait_until(lambda: "Somchai" in names_on(vn) and "Somchai" in names_on(ph), what="the directory among members")
+    wait_until(lambda: "Philippine desk" in names_on(th), what="the Philippine contact at Thailand")
     case = new_case(th, ph)
     th.api("POST", f"/api/v1/cases/{case['id']}/transitions", {"to": "sent"})
     wait_until(lambda: (case_on(ph, case["id"]) or {}).get("status") == "sent", what="the case at its counterpart")
@@ -83,6 +85,8 @@ def test_revoked_node_gets_nothing_new_and_is_refused_while_the_rest_converge(ma
     assert "said after the revocation" not in json.dumps(case_on(ph, case["id"]))
     for node in (th, vn, sec):
         assert "Impostor" not in names_on(node)
+    # The revoked authority's contact points are no longer listed by the members.
+    assert "Philippine desk" not in names_on(th)
     # A revoked node cannot be trusted again by card.
     with pytest.raises(ApiError) as again:
         th.api("POST", "/api/v1/peers", {"card": card_of_running(ph)})
