@@ -22,6 +22,7 @@ from crypto.encoding import b64url, unb64url
 from crypto.errors import CardError, SignatureInvalid
 from crypto.identity import KEY_SIZE, SIGNATURE_SIZE, Identity, PublicIdentity, verify_signature
 from crypto.node_id import node_id_from_keys
+from crypto.rotation import RotationInvalid, verify_chain
 
 CARD_PREFIX = "SJCARD1."
 ROLES = ("authority", "secretariat")
@@ -51,6 +52,7 @@ class NodeCard:
     kx_key: bytes
     addresses: tuple[str, ...]
     issued_at: int
+    rotations: tuple[str, ...] = ()  # a node that rotated its keys: the chain from its node ID to these keys
 
     @property
     def public(self) -> PublicIdentity:
@@ -129,6 +131,8 @@ def make_card(
         "addresses": list(addresses),
         "issued_at": issued_at,
     }
+    if identity.rotations:
+        payload["rotations"] = list(identity.rotations)
     body = _canonical_json(payload)
     signature = identity.sign(_SIGNING_DOMAIN + body)
     card = CARD_PREFIX + b64url(body) + "." + b64url(signature)
@@ -161,8 +165,13 @@ def _decode_payload(body: bytes) -> dict[str, Any]:
         )
     except (ValueError, RecursionError):
         _damaged("not valid JSON")
-    if not isinstance(payload, dict) or set(payload) != _KEYS:
+    if not isinstance(payload, dict) or set(payload) - {"rotations"} != _KEYS:
         _damaged("unexpected contents")
+    rotations = payload.get("rotations", [])
+    if not isinstance(rotations, list) or not all(isinstance(r, str) for r in rotations):
+        _damaged("rotations are not a list of text")
+    if "rotations" in payload and not rotations:
+        _damaged("an empty list of rotations")
     for key in ("id", "name", "country", "role", "sign_key", "kx_key"):
         if not isinstance(payload[key], str):
             _damaged(f"{key} is not text")
@@ -204,7 +213,15 @@ def parse_card(text: str) -> NodeCard:
         verify_signature(sign_key, signature, _SIGNING_DOMAIN + body)
     except SignatureInvalid:
         raise CardError("card signature does not verify: it was altered after it was made") from None
-    if payload["id"] != node_id_from_keys(sign_key, kx_key):
+    rotations = tuple(payload.get("rotations", ()))
+    if rotations:
+        try:
+            chain = verify_chain(payload["id"], rotations)
+        except RotationInvalid as exc:
+            raise CardError(f"card key rotations do not verify: {exc.message}") from None
+        if (chain[-1].sign, chain[-1].kx) != (sign_key, kx_key):
+            raise CardError("card keys are not the ones its last key rotation names")
+    elif payload["id"] != node_id_from_keys(sign_key, kx_key):
         raise CardError("card node ID does not match its keys")
     addresses = tuple(payload["addresses"])
     _check_fields(payload["name"], payload["country"], payload["role"], addresses)
@@ -219,4 +236,5 @@ def parse_card(text: str) -> NodeCard:
         kx_key=kx_key,
         addresses=addresses,
         issued_at=payload["issued_at"],
+        rotations=rotations,
     )

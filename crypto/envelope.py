@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import struct
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -74,6 +74,7 @@ class OpenedEnvelope:
 
     header: EnvelopeHeader
     payload: bytes
+    signed_by: bytes = b""  # which of the sender's keys signed it (a node announcing new keys has two)
 
     @property
     def sender_id(self) -> str:
@@ -236,20 +237,22 @@ def open_envelope(
     recipient: Identity,
     data: bytes,
     *,
-    sender_sign_key: Callable[[str], bytes | None],
+    sender_sign_key: Callable[[str], bytes | Sequence[bytes] | None],
     replay_guard: ReplayGuard | None = None,
 ) -> OpenedEnvelope:
     """Check, decrypt and verify an envelope, or raise `EnvelopeRejected` with the first failure.
 
-    `sender_sign_key` maps a node ID to the signing key this node trusts for it, or None for a
-    node it does not know; no cryptographic work is spent on strangers.
+    `sender_sign_key` maps a node ID to the signing key this node trusts for it (or its keys: the
+    current one and the one it announced it is rotating to), or None for a node it does not know; no
+    cryptographic work is spent on strangers.
     """
     header, ephemeral_pub, header_bytes, body = _parse(data)
     if header.recipient_id != recipient.node_id:
         raise EnvelopeRejected(RejectReason.WRONG_RECIPIENT)
-    sign_key = sender_sign_key(header.sender_id)
-    if sign_key is None:
+    found = sender_sign_key(header.sender_id)
+    if not found:
         raise EnvelopeRejected(RejectReason.UNTRUSTED_SENDER)
+    keys = (found,) if isinstance(found, bytes) else tuple(found)
     try:
         shared = recipient.exchange(ephemeral_pub)
         key = _envelope_key(shared, ephemeral_pub, recipient.public.kx_key)
@@ -257,13 +260,15 @@ def open_envelope(
     except (CryptoError, InvalidTag):
         raise EnvelopeRejected(RejectReason.DECRYPT_FAILED) from None
     signature, payload = plaintext[:SIGNATURE_SIZE], plaintext[SIGNATURE_SIZE:]
-    try:
-        verify_signature(sign_key, signature, _SIGNING_DOMAIN + header_bytes + payload)
-    except SignatureInvalid:
-        raise EnvelopeRejected(RejectReason.BAD_SIGNATURE) from None
-    if replay_guard is not None:
-        replay_guard.accept(header.sender_id, header.stream, header.seq)
-    return OpenedEnvelope(header=header, payload=payload)
+    for key in keys:
+        try:
+            verify_signature(key, signature, _SIGNING_DOMAIN + header_bytes + payload)
+        except SignatureInvalid:
+            continue
+        if replay_guard is not None:
+            replay_guard.accept(header.sender_id, header.stream, header.seq)
+        return OpenedEnvelope(header=header, payload=payload, signed_by=key)
+    raise EnvelopeRejected(RejectReason.BAD_SIGNATURE)
 
 
 class ReplayGuard:

@@ -40,28 +40,45 @@ class PublicIdentity:
 class Identity:
     """A node's private keys. Kept as library key objects so raw secrets are only made on request."""
 
-    __slots__ = ("_kx", "_public", "_sign")
+    __slots__ = ("_kx", "_node_id", "_public", "_sign", "rotations")
 
-    def __init__(self, sign_key: Ed25519PrivateKey, kx_key: X25519PrivateKey) -> None:
+    def __init__(
+        self,
+        sign_key: Ed25519PrivateKey,
+        kx_key: X25519PrivateKey,
+        *,
+        node_id: str | None = None,
+        rotations: tuple[str, ...] = (),
+    ) -> None:
+        """`node_id` and `rotations` are given for a node that rotated its keys (`crypto.rotation`): its ID
+        stays the hash of its first keys, and the chain of rotation statements links them to these."""
         self._sign = sign_key
         self._kx = kx_key
         self._public = PublicIdentity(
             sign_key=sign_key.public_key().public_bytes_raw(),
             kx_key=kx_key.public_key().public_bytes_raw(),
         )
+        self._node_id = node_id or self._public.node_id
+        self.rotations = rotations
+
+    def rotated_to(self, new: Identity, rotations: tuple[str, ...]) -> Identity:
+        """`new`'s keys under this node's ID, with the rotation chain that vouches for them."""
+        return Identity(new._sign, new._kx, node_id=self.node_id, rotations=rotations)
 
     @classmethod
     def generate(cls) -> Identity:
         return cls(Ed25519PrivateKey.generate(), X25519PrivateKey.generate())
 
     @classmethod
-    def from_secret_bytes(cls, data: bytes) -> Identity:
+    def from_secret_bytes(cls, data: bytes, *, node_id: str | None = None, rotations: tuple[str, ...] = ()) -> Identity:
         """The inverse of `secret_bytes`; also how tests make identities from fixed seeds."""
         if len(data) != SECRET_SIZE:
             raise KeyFileError(f"node secret keys must be {SECRET_SIZE} bytes")
         return cls(
             Ed25519PrivateKey.from_private_bytes(bytes(data[:KEY_SIZE])),
             X25519PrivateKey.from_private_bytes(bytes(data[KEY_SIZE:])),
+            node_id=node_id,
+            rotations=rotations,
         )
 
     def secret_bytes(self) -> bytes:
@@ -74,7 +91,7 @@ class Identity:
 
     @property
     def node_id(self) -> str:
-        return self._public.node_id
+        return self._node_id
 
     def sign(self, data: bytes) -> bytes:
         return self._sign.sign(data)

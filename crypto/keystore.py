@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from crypto.errors import CryptoError, KeyFileError, NodeIdError, WrongPassphrase
 from crypto.identity import SECRET_SIZE, Identity
 from crypto.node_id import parse_node_id
+from crypto.rotation import RotationInvalid, verify_chain
 
 KEYFILE_NAME = "keys.json"
 FORMAT = "seajust-keys"
@@ -80,14 +81,17 @@ def _canonical_json(value: object) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
-def _header(node_id: str, n: int, salt: bytes) -> dict[str, Any]:
-    return {
+def _header(node_id: str, n: int, salt: bytes, rotations: tuple[str, ...] = ()) -> dict[str, Any]:
+    header: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
         "node_id": node_id,
         "kdf": {"name": "scrypt", "n": n, "r": SCRYPT_R, "p": SCRYPT_P, "salt": _b64(salt)},
         "aead": AEAD_NAME,
     }
+    if rotations:  # a node that rotated its keys: the chain linking its node ID to the keys inside (public)
+        header["rotations"] = list(rotations)
+    return header
 
 
 def _derive_key(passphrase: bytes, salt: bytes, n: int) -> bytes:
@@ -116,7 +120,7 @@ def _encode(secrets: NodeSecrets, passphrase: str, scrypt_n: int, rng: Callable[
     nonce = rng(NONCE_SIZE)
     if len(salt) != SALT_SIZE or len(nonce) != NONCE_SIZE:
         raise CryptoError("the random source returned the wrong number of bytes")
-    header = _header(secrets.identity.node_id, scrypt_n, salt)
+    header = _header(secrets.identity.node_id, scrypt_n, salt, secrets.identity.rotations)
     key = _derive_key(secret, salt, scrypt_n)
     plaintext = secrets.identity.secret_bytes() + secrets.db_key
     ciphertext = ChaCha20Poly1305(key).encrypt(nonce, plaintext, _canonical_json(header))
@@ -188,6 +192,7 @@ class _ParsedKeyFile:
     salt: bytes
     nonce: bytes
     ciphertext: bytes
+    rotations: tuple[str, ...] = ()
 
 
 def _read(path: Path) -> _ParsedKeyFile:
@@ -230,7 +235,16 @@ def _read(path: Path) -> _ParsedKeyFile:
     except NodeIdError:
         raise KeyFileError(f"key file {path} is damaged: its node ID is not valid") from None
     header = {k: doc[k] for k in ("format", "version", "node_id", "kdf", "aead")}
-    return _ParsedKeyFile(header, node_id, n, salt, nonce, ciphertext)
+    rotations = doc.get("rotations", [])
+    if (
+        not isinstance(rotations, list)
+        or not all(isinstance(r, str) for r in rotations)
+        or ("rotations" in doc and not rotations)
+    ):
+        raise KeyFileError(f"key file {path} is damaged: its key rotations are not valid")
+    if rotations:
+        header["rotations"] = rotations
+    return _ParsedKeyFile(header, node_id, n, salt, nonce, ciphertext, tuple(rotations))
 
 
 def load_keyfile(path: Path, passphrase: str) -> NodeSecrets:
@@ -247,10 +261,38 @@ def load_keyfile(path: Path, passphrase: str) -> NodeSecrets:
         plaintext = ChaCha20Poly1305(key).decrypt(parsed.nonce, parsed.ciphertext, _canonical_json(parsed.header))
     except InvalidTag:
         raise WrongPassphrase() from None
-    identity = Identity.from_secret_bytes(plaintext[:SECRET_SIZE])
-    if identity.node_id != parsed.node_id:
-        raise KeyFileError(f"key file {path} is damaged: its keys do not match its node ID")
+    if parsed.rotations:
+        try:
+            chain = verify_chain(parsed.node_id, parsed.rotations)
+        except RotationInvalid:
+            raise KeyFileError(f"key file {path} is damaged: its key rotations do not verify") from None
+        identity = Identity.from_secret_bytes(
+            plaintext[:SECRET_SIZE], node_id=parsed.node_id, rotations=parsed.rotations
+        )
+        current = (identity.public.sign_key, identity.public.kx_key)
+        if current != (chain[-1].sign, chain[-1].kx):
+            raise KeyFileError(f"key file {path} is damaged: its keys are not the ones its last rotation names")
+    else:
+        identity = Identity.from_secret_bytes(plaintext[:SECRET_SIZE])
+        if identity.node_id != parsed.node_id:
+            raise KeyFileError(f"key file {path} is damaged: its keys do not match its node ID")
     return NodeSecrets(identity=identity, db_key=plaintext[SECRET_SIZE:])
+
+
+def replace_identity(path: Path, passphrase: str, identity: Identity) -> None:
+    """Seal `identity` (a rotation of the node's keys, same node ID) in place of the current one, same passphrase.
+
+    The old private keys are gone from the file afterwards: that is the point of rotating them.
+    """
+    path = Path(path)
+    secrets = load_keyfile(path, passphrase)
+    if identity.node_id != secrets.identity.node_id:
+        raise KeyFileError("a key rotation keeps the node ID")
+    content = _encode(NodeSecrets(identity=identity, db_key=secrets.db_key), passphrase, _read(path).n, os.urandom)
+    try:
+        _write_atomically(path, content)
+    except OSError as exc:
+        raise KeyFileError(f"could not write key file {path}: {exc.strerror or exc}") from None
 
 
 def read_public_node_id(path: Path) -> str:

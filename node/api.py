@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from crypto.errors import SeajustError
+from node import key_rotation
 from node.api_cases import add_case_routes
 from node.api_discovery import add_discovery_routes
 from node.api_invitations import add_invitation_routes
@@ -69,7 +70,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def get_node(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    return json_response(node.describe())
+    waiting = key_rotation.pending(node)
+    rotation = None
+    if waiting is not None:
+        rotation = {"announced_at": waiting.created_at, "unconfirmed": list(waiting.unconfirmed)}
+    return json_response({**node.describe(), "key_rotations": len(node.identity.rotations), "key_rotation": rotation})
 
 
 async def get_openapi(request: web.Request) -> web.Response:

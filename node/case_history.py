@@ -187,9 +187,12 @@ def entry_id(entry: Mapping[str, Any]) -> str:
     return hashlib.sha256(_signed_bytes(entry)).hexdigest()
 
 
-def verify_entry(entry: Mapping[str, Any], sign_key: bytes) -> None:
+def verify_entry(entry: Mapping[str, Any], sign_key: bytes | Sequence[bytes]) -> None:
     """Raise `HistoryInvalid` unless `entry` is well-formed, its id matches its content, and
-    `sign_key` (the key of the node named in `entry["node"]`, looked up by the caller) signed it."""
+    `sign_key` (the key of the node named in `entry["node"]`, looked up by the caller) signed it.
+
+    A node that rotated its keys signed its earlier entries with an earlier key: the caller passes
+    all of the node's keys, current first, and any one of them will do."""
     check_shape(entry)
     signed = _signed_bytes(entry)
     ident = _short(entry["id"])
@@ -198,10 +201,13 @@ def verify_entry(entry: Mapping[str, Any], sign_key: bytes) -> None:
     signature = unb64url(entry["sig"])
     if signature is None or len(signature) != SIGNATURE_SIZE:
         raise HistoryInvalid(f"history entry {ident}: the signature is missing or malformed")
-    try:
-        verify_signature(sign_key, signature, signed)
-    except SignatureInvalid:
-        raise HistoryInvalid(f"history entry {ident}: the signature does not verify for its author") from None
+    for key in [sign_key] if isinstance(sign_key, bytes) else sign_key:
+        try:
+            verify_signature(key, signature, signed)
+            return
+        except SignatureInvalid:
+            continue
+    raise HistoryInvalid(f"history entry {ident}: the signature does not verify for its author")
 
 
 def _identified(entries: Sequence[Any]) -> dict[str, Mapping[str, Any]]:
@@ -323,7 +329,9 @@ class ChainReport:
         }
 
 
-def verify_chain(entries: Sequence[Mapping[str, Any]], sign_key_of: Callable[[str], bytes | None]) -> ChainReport:
+def verify_chain(
+    entries: Sequence[Mapping[str, Any]], sign_key_of: Callable[[str], bytes | Sequence[bytes] | None]
+) -> ChainReport:
     """Check a whole history and list every problem, rather than stop at the first, so an operator
     sees the extent of the damage. `sign_key_of` maps a node id to its Ed25519 key, or None if unknown.
 

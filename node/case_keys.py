@@ -85,6 +85,7 @@ class CaseKeys:
         sign_key_of: Callable[[str], bytes | None],
         kx_key_of: Callable[[str], bytes | None],
         revoked: Callable[[str], bool] = lambda node_id: False,
+        older_sign_keys: Callable[[str], tuple[bytes, ...]] = lambda node_id: (),
         clock: Callable[[], str] = utc_now,
     ) -> None:
         self._db = db
@@ -93,6 +94,7 @@ class CaseKeys:
         self._sign_key_of = sign_key_of
         self._kx_key_of = kx_key_of
         self._revoked = revoked
+        self._older_sign_keys = older_sign_keys
         self._clock = clock
         self._held: dict[str, HeldKey] = {}
         self._ciphers: OrderedDict[str, EpochCipher] = OrderedDict()
@@ -263,15 +265,21 @@ class CaseKeys:
         sign_key = self._identity.public.sign_key if grant.issuer == self._me else self._sign_key_of(grant.issuer)
         if sign_key is None:
             raise UpdateRejected("untrusted_sender", "key grant issued by a node this node does not trust")
-        try:
-            verify_grant(grant, sign_key)
-        except SignatureInvalid as exc:
-            raise UpdateRejected("bad_grant_signature", "key grant signature does not verify") from exc
+        for key in (sign_key, *self._older_sign_keys(grant.issuer)):  # issued before its issuer rotated its keys?
+            try:
+                verify_grant(grant, key)
+                break
+            except SignatureInvalid:
+                continue
+        else:
+            raise UpdateRejected("bad_grant_signature", "key grant signature does not verify")
+        held = self._held.get(grant.doc_id)
         try:
             keys = unwrap_keys(grant, self._identity)
         except CryptoError as exc:
+            if held is not None and grant.version <= held.version:
+                return  # a grant already held, wrapped for keys this node has since rotated away
             raise UpdateRejected("bad_grant", "key grant cannot be unwrapped by this node") from exc
-        held = self._held.get(grant.doc_id)
         if held is None:
             self._keep(grant, keys)
             return

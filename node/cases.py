@@ -156,7 +156,7 @@ class Cases:
         country: str,
         name: str,
         peer_info: Callable[[str], Mapping[str, Any] | None],
-        sign_key_of: Callable[[str], bytes | None],
+        sign_key_of: Callable[[str], tuple[bytes, ...]],
         profile_of: Callable[[str], Mapping[str, Any] | None],
         reminders: Reminders | None = None,
         max_attachment: int = DEFAULT_MAX_ATTACHMENT,
@@ -191,8 +191,9 @@ class Cases:
             raise NotFound("no such case on this node")
         return doc_id, doc, roles
 
-    def _key_of(self, node_id: str) -> bytes | None:
-        return self._identity.public.sign_key if node_id == self._me else self._sign_key_of(node_id)
+    def _key_of(self, node_id: str) -> tuple[bytes, ...] | None:
+        """Every signing key the node has had (current first), or None for a node this node does not know."""
+        return self._sign_key_of(node_id) or None
 
     def get(self, case_id: str) -> dict[str, Any]:
         _, doc, roles = self._doc(case_id)

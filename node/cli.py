@@ -20,6 +20,7 @@ from pathlib import Path
 
 from crypto.errors import SeajustError
 from crypto.keystore import NodeSecrets, create_keyfile
+from node import key_rotation
 from node.config import (
     DEFAULT_LISTEN,
     NodeConfig,
@@ -63,9 +64,9 @@ def read_passphrase(args: argparse.Namespace, *, confirm: bool = False) -> str:
 
 
 @contextmanager
-def opened_node(args: argparse.Namespace) -> Iterator[Node]:
+def opened_node(args: argparse.Namespace, passphrase: str | None = None) -> Iterator[Node]:
     """The node of `args.home`, unlocked with the passphrase, closed (and flushed) afterwards."""
-    node = open_node(args.home, read_passphrase(args))
+    node = open_node(args.home, passphrase if passphrase is not None else read_passphrase(args))
     try:
         yield node
     finally:
@@ -230,6 +231,29 @@ def _answers(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    passphrase = read_passphrase(args)
+    with opened_node(args, passphrase) as node:
+        if _answers(node.config.host, node.config.port):
+            raise NodeError("the node is running: stop it first (a key rotation changes its keys and documents)")
+        if args.finish:
+            rotated = key_rotation.finish(node, node.home.keyfile, passphrase, force=args.force)
+            print(
+                f"keys rotated ({len(rotated.rotations)} rotation(s) so far); node ID {rotated.node_id} unchanged. "
+                "Start the node: it now signs with the new keys."
+            )
+            return 0
+        started = key_rotation.start(node, actor="cli")
+        if started.unconfirmed:
+            print(
+                f"new keys announced; {len(started.unconfirmed)} trusted peer(s) still to confirm them. Start the node "
+                "until they have, stop it, then run `seajust keys rotate HOME --finish`."
+            )
+        else:
+            print("new keys announced and confirmed by every trusted peer: run `seajust keys rotate HOME --finish`.")
+    return 0
 
 
 def cmd_user_handover(args: argparse.Namespace) -> int:
@@ -404,6 +428,20 @@ def build_parser() -> argparse.ArgumentParser:
     relay.add_argument("--ttl-days", type=float, default=14.0, help="days mail is kept if not fetched (default 14)")
     relay.add_argument("--max-sender-mb", type=int, default=64, help="MiB of mail kept per sending node (default 64)")
     relay.add_argument("--max-total-mb", type=int, default=2048, help="MiB of mail kept in all (default 2048)")
+
+    keys = commands.add_parser("keys", help="this node's keys").add_subparsers(
+        dest="keys_command", required=True, metavar="SUBCOMMAND"
+    )
+    rotate = with_home(
+        keys.add_parser(
+            "rotate",
+            help="rotate this node's keys, keeping its node ID (two steps; the node must be stopped)",
+            description="announce new keys signed by the current ones; then, once peers confirmed, --finish",
+        )
+    )
+    rotate.add_argument("--finish", action="store_true", help="switch to the announced keys")
+    rotate.add_argument("--force", action="store_true", help="with --finish: even if some peers have not confirmed")
+    rotate.set_defaults(handler=cmd_keys_rotate)
 
     user = commands.add_parser("user", help="web UI accounts", description="web UI accounts").add_subparsers(
         dest="user_command", required=True, metavar="SUBCOMMAND"

@@ -118,6 +118,7 @@ class DocumentStore:
         checked: Callable[[str], bool] = lambda doc_id: False,
         strict_authors: Callable[[str], bool] = lambda doc_id: False,
         revoked: Callable[[str], bool] = lambda author: False,
+        older_keys: Callable[[str], tuple[bytes, ...]] = lambda author: (),
         max_loaded: int = MAX_LOADED,
     ) -> None:
         self._db = db
@@ -132,6 +133,7 @@ class DocumentStore:
         self._checked = checked
         self._strict_authors = strict_authors
         self._revoked = revoked
+        self._older_keys = older_keys
         self._max_loaded = max_loaded
         self._versions: dict[str, VersionVector] = {}
         self._forgotten: set[str] = set()  # crypto-shredded: only the version vector is left (`forget`)
@@ -306,18 +308,8 @@ class DocumentStore:
                 # unverifiable, so it is left out; the relay offers it again once trust exists.
                 log.debug("skipping update by untrusted author %s in %s", entry.author, entry.doc_id)
                 continue
-            try:
-                verify_update(
-                    key_,
-                    entry.sig,
-                    doc_id=entry.doc_id,
-                    author_id=entry.author,
-                    seq_from=entry.seq_from,
-                    seq_to=entry.seq_to,
-                    update=entry.body,
-                )
-            except SignatureInvalid as exc:
-                raise UpdateRejected("bad_update_signature", "update signature does not verify") from exc
+            if not self._signed_by(entry, (key_, *self._older_keys(entry.author))):
+                raise UpdateRejected("bad_update_signature", "update signature does not verify")
             if not self._may_write(entry.doc_id, entry.author):
                 raise UpdateRejected("not_permitted", "author may not write this document")
             have = tentative.get((entry.doc_id, entry.author), self.versions(entry.doc_id).get(entry.author, 0))
@@ -384,6 +376,25 @@ class DocumentStore:
             self._keep(doc_id, held)
         self._notify(to_store, via)
         return ApplyResult(to_store, gap)
+
+    @staticmethod
+    def _signed_by(entry: SignedUpdate, keys: Sequence[bytes]) -> bool:
+        """Signed by one of its author's keys (the current one, or one it had before rotating its keys)."""
+        for key in keys:
+            try:
+                verify_update(
+                    key,
+                    entry.sig,
+                    doc_id=entry.doc_id,
+                    author_id=entry.author,
+                    seq_from=entry.seq_from,
+                    seq_to=entry.seq_to,
+                    update=entry.body,
+                )
+                return True
+            except SignatureInvalid:
+                continue
+        return False
 
     def _check_rules(
         self, entries: list[SignedUpdate], plain: dict[SignedUpdate, bytes]

@@ -99,6 +99,7 @@ class RelayMail:
         *,
         relays: Sequence[str],
         clock: Callable[[], float] = time.time,
+        on_keys_switched: Callable[[str], None] = lambda peer: None,
     ) -> None:
         self._me = identity
         self._engine = engine
@@ -107,6 +108,7 @@ class RelayMail:
         self._rejections = rejections
         self.relays = tuple(relays)
         self._clock = clock
+        self.on_keys_switched = on_keys_switched
         self.last_round: dict[str, str] = {}  # relay -> when a round last completed
         self.last_error: dict[str, str] = {}
 
@@ -146,16 +148,25 @@ class RelayMail:
 
     def _receive(self, data: bytes, links: dict[str, MailLink]) -> None:
         try:
-            mail = open_mail(self._me, data, sign_key_of=self._peers.sign_key, last_seq=self._state.last_seq)
+            mail = open_mail(self._me, data, sign_key_of=self._sign_keys, last_seq=self._state.last_seq)
         except EnvelopeRejected as exc:
             self._rejections.record(_claimed_sender(data), exc.reason.value, f"mail: {exc.message}")
             return
         except RemoteProtocolError as exc:
             self._rejections.record(_claimed_sender(data), exc.reason, f"mail: {exc.message}")
             return
+        keys = self._peers.keys(mail.sender)
+        if keys is not None and keys.announced and mail.signed_by == keys.announced[0]:
+            self.on_keys_switched(mail.sender)  # it rotated its keys: hold the new ones from now on
         link = links.setdefault(mail.sender, MailLink(mail.sender))
         self._engine.mail_received(link, mail.message)  # stores durably before returning
         self._state.accepted(mail.sender, mail.stream, mail.seq)
+
+    def _sign_keys(self, node_id: str) -> tuple[bytes, ...] | None:
+        keys = self._peers.keys(node_id)
+        if keys is None:
+            return None
+        return (keys.sign_key, keys.announced[0]) if keys.announced else (keys.sign_key,)
 
     async def _leave(self, http: aiohttp.ClientSession, relay: str, links: dict[str, MailLink]) -> None:
         now = self._clock()

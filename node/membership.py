@@ -20,6 +20,7 @@ from typing import Any
 from crypto.card import parse_card
 from crypto.errors import CardError
 from crypto.identity import Identity
+from crypto.rotation import key_history, parse_rotation, verify_chain
 from crypto.statements import STANDINGS, Statement, StatementInvalid, make_statement, parse_statement
 from node.case_keys import CaseKeys
 from node.crdt import DocumentChange
@@ -33,6 +34,7 @@ from sync.messages import SignedUpdate
 log = logging.getLogger(__name__)
 
 COLLECTION = "statements"
+ROTATIONS = "rotations"  # this node's key rotation statements, by number (`crypto.rotation`)
 
 
 class Membership:
@@ -77,12 +79,39 @@ class Membership:
                     found.append(statement)
         return found
 
-    def anchors(self) -> dict[str, bytes]:
+    def anchors(self) -> dict[str, tuple[bytes, ...]]:
         """The secretariat nodes whose founding statement this node accepts: those an admin trusted by card."""
-        anchors = {p.node_id: p.sign_key for p in self._peers.all() if p.role == "secretariat"}
+        anchors = {p.node_id: self._peers.sign_keys(p.node_id) for p in self._peers.all() if p.role == "secretariat"}
         if self._role == "secretariat":
-            anchors[self._me] = self._identity.public.sign_key
+            anchors[self._me] = self._own_keys()
         return anchors
+
+    def _own_keys(self) -> tuple[bytes, ...]:
+        history = key_history(verify_chain(self._me, self._identity.rotations))
+        return (self._identity.public.sign_key, *(sign for sign, _ in history[:-1]))
+
+    def rotations(self) -> dict[str, list[str]]:
+        """Each node's key rotation chain, as published in its roster document (`publish_rotation`)."""
+        chains: dict[str, list[str]] = {}
+        for doc_id in self._store.doc_ids(ROSTER_PREFIX):
+            doc = self._store.get(doc_id)
+            records = doc.records(ROTATIONS) if doc else {}
+            texts = [
+                str(r.get("text"))
+                for _, r in sorted(records.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else 0)
+            ]
+            if texts:
+                chains[doc_id[len(ROSTER_PREFIX) :]] = texts
+        return chains
+
+    def publish_rotation(self, text: str, *, actor: str) -> SignedUpdate | None:
+        """Announce this node's next key rotation (signed, like every change, with the keys it retires)."""
+        n = parse_rotation(text).n
+
+        def edit(change: DocumentChange) -> None:
+            change.put_record(ROTATIONS, str(n), {"text": text})
+
+        return self._store.commit_local(roster_doc(self._me), edit, actor=actor, action="keys.rotate", subject=str(n))
 
     def member(self, node_id: str) -> bool | None:
         """None while the network has no roster; else whether the node is on it."""
@@ -101,9 +130,13 @@ class Membership:
             self.refresh()
 
     def refresh(self) -> Roster:
-        roster = build_roster(self.statements(), self.anchors())
-        before, self.roster = self.roster, roster
+        rotations = self.rotations()
         changed = False
+        for node_id, chain in rotations.items():
+            if node_id != self._me and self._peers.apply_rotations(node_id, chain, actor="roster"):
+                changed = True
+        roster = build_roster(self.statements(), self.anchors(), rotations)
+        before, self.roster = self.roster, roster
         for node_id in roster.members.keys() - before.members.keys():
             if before.active and self._peers.get(node_id) is not None:
                 self.on_joined(node_id)  # what it offered before it was a member was refused: sync afresh
@@ -126,6 +159,14 @@ class Membership:
         if changed:
             self.on_peers_changed()
         return roster
+
+    def keys_switched(self, node_id: str) -> None:
+        """A peer now signs with the keys it announced: hold them, and move its cases to keys wrapped for them."""
+        if not self._peers.confirm_rotation(node_id, actor="sync"):
+            return
+        for doc_id in self._case_keys.parties_of(node_id):
+            if self._case_keys.rekey(doc_id):
+                self.on_rekeyed(doc_id, [p for p in self._case_keys.roles(doc_id) if p != self._me])
 
     # -- publishing -----------------------------------------------------------------------
 

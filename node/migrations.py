@@ -297,6 +297,19 @@ def _v7_membership(db: sqlite_utils.Database) -> None:
         {"doc_id": str, "versions": str, "forgotten_at": str}, pk="doc_id", not_null={"versions", "forgotten_at"}
     )
     db.table("case_keys").add_column("shredded_at", str)
+    # Key rotation (`crypto.rotation`): a peer's retired signing keys, still good for what it signed before; its
+    # rotation chain; and this node's own rotation between announcing it and switching to the new keys.
+    db.table("peer_old_keys").create(
+        {"node_id": str, "sign_key": bytes, "kx_key": bytes, "retired_at": str},
+        pk=("node_id", "sign_key"),
+        not_null={"kx_key", "retired_at"},
+    )
+    db.table("peers").add_column("rotations", str)
+    db.table("key_rotation").create(
+        {"id": int, "secret": bytes, "statement": str, "seq": int, "created_at": str},
+        pk="id",
+        not_null={"secret", "statement", "seq", "created_at"},
+    )
 
 
 Migration = Callable[[sqlite_utils.Database], None]

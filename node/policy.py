@@ -115,9 +115,8 @@ class Policy:
             return author_id in self._parties(doc_id)
         if author_id != self._me:
             on_roster = self._member(author_id)
-            if doc_id.startswith(ROSTER_PREFIX) and on_roster is None:
-                # Before the network is founded, only a trusted secretariat signs roster statements (the founding).
-                return may_write(doc_id, author_id) and self._role_of(author_id) == "secretariat"
+            # Before the network is founded any trusted node keeps its own roster document (its key rotations);
+            # only a founding by a secretariat the reader trusts makes a roster (`node.roster`).
             if on_roster is False:
                 return False
         if doc_id.startswith(REPORT_PREFIX):

@@ -19,11 +19,12 @@ time, and the endorsement rule means a stolen key alone never sufficed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from crypto.card import NodeCard, parse_card
 from crypto.errors import CardError
+from crypto.rotation import RotationInvalid, key_history, verify_chain
 from crypto.statements import Statement, verified
 
 VOTING = ("member", "secretariat")
@@ -93,14 +94,34 @@ def _card(text: object) -> NodeCard | None:
         return None
 
 
-def build_roster(statements: Iterable[Statement], anchors: Mapping[str, bytes]) -> Roster:
-    """`anchors` are the secretariat nodes this node trusts (node ID -> signing key)."""
+def _signed(statement: Statement, keys: Iterable[bytes]) -> bool:
+    return any(verified(statement, key) for key in keys)
+
+
+def build_roster(
+    statements: Iterable[Statement],
+    anchors: Mapping[str, Sequence[bytes]],
+    rotations: Mapping[str, Sequence[str]] | None = None,
+) -> Roster:
+    """`anchors` are the secretariat nodes this node trusts (node ID -> its signing keys, current first);
+    `rotations` the key rotation chains nodes published (`crypto.rotation`), so a member that rotated its
+    keys is recognised by all of them."""
+    histories: dict[str, list[bytes]] = {}
+    for node_id, chain in (rotations or {}).items():
+        try:
+            histories[node_id] = [sign for sign, _ in key_history(verify_chain(node_id, chain))]
+        except RotationInvalid:
+            continue
+
+    def keys_of(member: RosterMember) -> list[bytes]:
+        return [member.card.sign_key, *histories.get(member.node_id, ())]
+
     ordered = sorted({s.text: s for s in statements}.values(), key=lambda s: (s.at, s.by, s.text))
     members: dict[str, RosterMember] = {}
     network: str | None = None
     founders: list[str] = []
     for st in ordered:
-        if st.kind != "found" or not verified(st, anchors.get(st.by)):
+        if st.kind != "found" or not _signed(st, anchors.get(st.by, ())):
             continue
         network = network or str(st.fields["network"])
         founders.append(st.by)
@@ -110,7 +131,7 @@ def build_roster(statements: Iterable[Statement], anchors: Mapping[str, bytes]) 
                 members[card.node_id] = RosterMember(card, entry["card"], entry["standing"])
     if network is None:
         return Roster()
-    revoked = _revocations(ordered, members)
+    revoked = _revocations(ordered, members, keys_of)
     endorsements = [s for s in ordered if s.kind == "endorse"]
     pending: dict[str, RosterMember] = {}
     changed = True
@@ -123,7 +144,7 @@ def build_roster(statements: Iterable[Statement], anchors: Mapping[str, bytes]) 
             admitter = members.get(st.by)
             if card is None or card.node_id in members or card.node_id in revoked:
                 continue
-            if admitter is None or admitter.standing != "secretariat" or not verified(st, admitter.card.sign_key):
+            if admitter is None or admitter.standing != "secretariat" or not _signed(st, keys_of(admitter)):
                 continue
             endorsers = tuple(
                 sorted(
@@ -134,7 +155,7 @@ def build_roster(statements: Iterable[Statement], anchors: Mapping[str, bytes]) 
                         and e.by not in (card.node_id, st.by)
                         and (endorser := members.get(e.by)) is not None
                         and endorser.standing in VOTING
-                        and verified(e, endorser.card.sign_key)
+                        and _signed(e, keys_of(endorser))
                     }
                 )
             )
@@ -145,14 +166,16 @@ def build_roster(statements: Iterable[Statement], anchors: Mapping[str, bytes]) 
                 changed = True
             else:
                 pending.setdefault(card.node_id, candidate)
-        revoked = _revocations(ordered, members)
+        revoked = _revocations(ordered, members, keys_of)
     for node_id in revoked:
         members.pop(node_id, None)
         pending.pop(node_id, None)
     return Roster(network, tuple(dict.fromkeys(founders)), members, pending, revoked)
 
 
-def _revocations(ordered: list[Statement], members: Mapping[str, RosterMember]) -> dict[str, str]:
+def _revocations(
+    ordered: list[Statement], members: Mapping[str, RosterMember], keys_of: Callable[[RosterMember], list[bytes]]
+) -> dict[str, str]:
     revoked: dict[str, str] = {}
     for st in ordered:
         target = st.subject
@@ -161,6 +184,6 @@ def _revocations(ordered: list[Statement], members: Mapping[str, RosterMember]) 
         author = members.get(st.by)
         if author is None:
             continue
-        if (author.standing == "secretariat" or st.by == target) and verified(st, author.card.sign_key):
+        if (author.standing == "secretariat" or st.by == target) and _signed(st, keys_of(author)):
             revoked[target] = str(st.fields["reason"])
     return revoked

@@ -18,6 +18,7 @@ from aiohttp import web
 from crypto.card import make_card
 from crypto.identity import Identity
 from crypto.keystore import load_keyfile
+from crypto.rotation import key_history, verify_chain
 from node.accounts import Accounts
 from node.blobs import BlobStore
 from node.case_index import CaseIndex, Reminders
@@ -193,7 +194,25 @@ def open_node(home_path: Path, passphrase: str) -> Node:
         keys = peers.keys(node_id)
         return keys.kx_key if keys else None
 
-    case_keys = CaseKeys(db, identity, sign_key_of=peers.sign_key, kx_key_of=kx_key, revoked=peers.is_revoked)
+    own_old_keys = tuple(sign for sign, _ in key_history(verify_chain(identity.node_id, identity.rotations))[:-1][::-1])
+
+    def older_keys(node_id: str) -> tuple[bytes, ...]:
+        """Signing keys a node used before it rotated its keys (this node's own too), newest first."""
+        return own_old_keys if node_id == identity.node_id else peers.old_sign_keys(node_id)
+
+    def sign_keys(node_id: str) -> tuple[bytes, ...]:
+        if node_id == identity.node_id:
+            return (identity.public.sign_key, *own_old_keys)
+        return peers.sign_keys(node_id)
+
+    case_keys = CaseKeys(
+        db,
+        identity,
+        sign_key_of=peers.sign_key,
+        kx_key_of=kx_key,
+        revoked=peers.is_revoked,
+        older_sign_keys=older_keys,
+    )
     case_keys.load()
 
     def role_of(node_id: str) -> str | None:
@@ -218,6 +237,7 @@ def open_node(home_path: Path, passphrase: str) -> Node:
         checked=is_case,
         strict_authors=lambda doc_id: is_case(doc_id) or doc_id.startswith(REPORT_PREFIX),
         revoked=peers.is_revoked,
+        older_keys=older_keys,
     )
     store.load()
     blobs = BlobStore(home.path / "blobs")
@@ -244,7 +264,7 @@ def open_node(home_path: Path, passphrase: str) -> Node:
         country=config.country,
         name=config.name,
         peer_info=peer_info,
-        sign_key_of=peers.sign_key,
+        sign_key_of=sign_keys,
         profile_of=profile_of,
         reminders=Reminders(ack_days=config.ack_reminder_days, nearing_days=config.due_soon_days),
         max_attachment=config.max_attachment_mb * 1024 * 1024,
@@ -312,6 +332,8 @@ def open_node(home_path: Path, passphrase: str) -> Node:
     node.retention.on_rekeyed = engine.regrant
     node.membership.on_peers_changed = node.peers_changed
     node.membership.on_joined = engine.disconnect  # the dialer reconnects, and both sides compare versions anew
+    engine.on_keys_switched = node.membership.keys_switched
+    node.mail.on_keys_switched = node.membership.keys_switched
     store.on_stored(node.membership.on_stored)
     node_holder.append(node)
     node.membership.refresh()

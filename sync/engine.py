@@ -38,6 +38,7 @@ from sync.protocol import (
     Established,
     GrantsReceived,
     HelloCache,
+    KeysSwitched,
     PeerKeys,
     Role,
     SessionState,
@@ -137,6 +138,7 @@ class SyncEngine:
         entitled: Callable[[str, str], bool],
         rejections: Rejections,
         on_synced: Callable[[str], None] = lambda peer: None,
+        on_keys_switched: Callable[[str], None] = lambda peer: None,
         codec: EnvelopeCodec = SEALED,
     ) -> None:
         self.me = me
@@ -145,6 +147,7 @@ class SyncEngine:
         self._entitled = entitled
         self._rejections = rejections
         self._on_synced = on_synced
+        self.on_keys_switched = on_keys_switched
         self.codec = codec
         self._hello_cache = HelloCache()
         self._connections: dict[str, list[Connection]] = defaultdict(list)
@@ -263,7 +266,9 @@ class SyncEngine:
         for pending in session.data_to_send():
             self._enqueue(conn, pending)
         for event in events:
-            if isinstance(event, Established):
+            if isinstance(event, KeysSwitched):
+                self.on_keys_switched(event.peer_id)
+            elif isinstance(event, Established):
                 self._established(conn, event.peer_id)
             elif isinstance(event, VersionsReceived):
                 self._versions_received(conn, event.versions)

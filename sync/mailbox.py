@@ -16,7 +16,7 @@ mail exactly as it treats a session, only without acknowledgements on every upda
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -39,6 +39,7 @@ class Mail:
     stream: bytes
     seq: int
     message: MailMessage
+    signed_by: bytes = b""  # the sender's key that signed it (its announced new key, once it rotated)
 
 
 def new_stream() -> bytes:
@@ -64,7 +65,7 @@ def open_mail(
     me: Identity,
     data: bytes,
     *,
-    sign_key_of: Callable[[str], bytes | None],
+    sign_key_of: Callable[[str], bytes | Sequence[bytes] | None],
     last_seq: Callable[[str, bytes], int],
 ) -> Mail:
     """Check and decode one envelope fetched from a relay.
@@ -83,4 +84,6 @@ def open_mail(
         raise RemoteProtocolError("unexpected", "a hello is not mail")
     if isinstance(message, Updates) and any(e.doc_id != message.doc_id for e in message.entries):
         raise RemoteProtocolError("wrong_topic", "entry for another document")
-    return Mail(sender=opened.sender_id, stream=opened.stream, seq=opened.seq, message=message)
+    return Mail(
+        sender=opened.sender_id, stream=opened.stream, seq=opened.seq, message=message, signed_by=opened.signed_by
+    )

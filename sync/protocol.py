@@ -19,7 +19,7 @@ import hashlib
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -59,6 +59,13 @@ class PeerKeys:
     node_id: str
     sign_key: bytes
     kx_key: bytes
+    # The keys the peer announced it is rotating to (`crypto.rotation`): accepted as its signature, and used
+    # from the first message it signs with them, when it has switched.
+    announced: tuple[bytes, bytes] | None = None
+
+    def switched(self) -> PeerKeys:
+        assert self.announced is not None
+        return PeerKeys(self.node_id, self.announced[0], self.announced[1])
 
 
 @dataclass(frozen=True)
@@ -77,11 +84,18 @@ class UpdatesReceived:
 
 
 @dataclass(frozen=True)
+class KeysSwitched:
+    """The peer signed with the keys it had announced: it rotated; the node should hold those keys from now on."""
+
+    peer_id: str
+
+
+@dataclass(frozen=True)
 class GrantsReceived:
     grants: Grants
 
 
-Event = Established | VersionsReceived | UpdatesReceived | GrantsReceived
+Event = Established | VersionsReceived | UpdatesReceived | GrantsReceived | KeysSwitched
 
 
 class EnvelopeCodec(Protocol):
@@ -100,7 +114,7 @@ class EnvelopeCodec(Protocol):
     ) -> bytes: ...
 
     def open(
-        self, recipient: Identity, data: bytes, *, sender_sign_key: Callable[[str], bytes | None]
+        self, recipient: Identity, data: bytes, *, sender_sign_key: Callable[[str], bytes | Sequence[bytes] | None]
     ) -> OpenedEnvelope: ...
 
     def peek(self, data: bytes) -> EnvelopeHeader: ...
@@ -131,7 +145,7 @@ class SealedCodec:
         )
 
     def open(
-        self, recipient: Identity, data: bytes, *, sender_sign_key: Callable[[str], bytes | None]
+        self, recipient: Identity, data: bytes, *, sender_sign_key: Callable[[str], bytes | Sequence[bytes] | None]
     ) -> OpenedEnvelope:
         return open_envelope(recipient, data, sender_sign_key=sender_sign_key)
 
@@ -198,6 +212,7 @@ class SyncSession:
         self._out_seq = 0
         self._guard = ReplayGuard()
         self._pending: list[bytes] = []
+        self._switched: PeerKeys | None = None  # the peer's announced keys, once it signed with them
         self.was_established = False
 
     # -- outgoing -------------------------------------------------------------------------
@@ -247,11 +262,17 @@ class SyncSession:
             self.state = SessionState.CLOSED
             raise
 
-    def _lookup_sign_key(self, sender_id: str) -> bytes | None:
+    def _lookup_sign_key(self, sender_id: str) -> tuple[bytes, ...] | None:
+        if self._switched is not None:
+            return (self._switched.sign_key,)
         keys = self._peer_keys(sender_id)
-        return keys.sign_key if keys else None
+        if keys is None:
+            return None
+        return (keys.sign_key, keys.announced[0]) if keys.announced else (keys.sign_key,)
 
     def _known_peer(self) -> PeerKeys:
+        if self._switched is not None:
+            return self._switched
         keys = self._peer_keys(self.peer_id) if self.peer_id else None
         if keys is None:
             raise RemoteProtocolError("untrusted_sender", "peer is no longer trusted")
@@ -265,6 +286,9 @@ class SyncSession:
             if header.sender_id != self.peer_id:
                 raise EnvelopeRejected(RejectReason.UNTRUSTED_SENDER, "answered by another node than dialled")
         opened = self._codec.open(self.me, data, sender_sign_key=self._lookup_sign_key)
+        announced = self._peer_keys(opened.header.sender_id)
+        if announced is not None and announced.announced and opened.signed_by == announced.announced[0]:
+            self._switched = announced.switched()
         if opened.header.stream != HELLO_STREAM or opened.header.seq != 0:
             # Authentic, but from a session that is not this one: a replay.
             raise EnvelopeRejected(RejectReason.REPLAY, "envelope belongs to another session")
@@ -298,6 +322,8 @@ class SyncSession:
         self._out_seq = 0
         self.state = TRANSITIONS[(self.state, Hello)]
         self.was_established = True
+        if self._switched is not None:
+            return [KeysSwitched(peer_id=sender), Established(peer_id=sender)]
         return [Established(peer_id=sender)]
 
     def _receive_message(self, data: bytes) -> list[Event]:

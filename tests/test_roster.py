@@ -15,7 +15,7 @@ from node.roster import build_roster
 
 SEC, TH, VN, PH, MY, EVIL = (Identity.from_secret_bytes(bytes([i]) * 64) for i in range(1, 7))
 COUNTRY = {SEC: "AT", TH: "TH", VN: "VN", PH: "PH", MY: "MY", EVIL: "KP"}
-ANCHORS = {SEC.node_id: SEC.public.sign_key}
+ANCHORS = {SEC.node_id: (SEC.public.sign_key,)}
 
 
 def card(who: Identity, role: str = "authority") -> str:
