@@ -16,7 +16,6 @@ check decides only which trusted node may copy the ciphertext, not who can read 
 from __future__ import annotations
 
 import enum
-import heapq
 import json
 import os
 import re
@@ -28,6 +27,7 @@ from crypto.encoding import b64url, unb64url
 from crypto.errors import CryptoError, SignatureInvalid
 from crypto.identity import SIGNATURE_SIZE, Identity, verify_signature
 from sync.errors import LocalProtocolError
+from sync.nonce_memory import NonceMemory
 
 SCHEME: Final = "SJBLOB"
 VERSION: Final = 1
@@ -165,10 +165,7 @@ class BlobRequestChecker:
         self._sign_key_of = sign_key_of
         self._max_skew = max_skew
         self._clock = clock
-        self._limit = limit
-        self._seen: set[tuple[str, str]] = set()
-        self._live: list[tuple[int, tuple[str, str]]] = []  # heap of (token time, key), oldest first
-        self._floor: int | None = None  # tokens dated at or before this are refused (see above)
+        self._nonces = NonceMemory(max_skew=max_skew, limit=limit)
 
     def check(self, header: str, blob_id: str) -> str:
         """Return the requesting node's ID, or raise `BlobRequestRejected`."""
@@ -196,21 +193,6 @@ class BlobRequestChecker:
                 "token too old, or the clocks differ by more than the allowed skew",
                 peer=sender,
             )
-        if not self._remember(sender, fields["nonce"], issued, now):
+        if not self._nonces.remember(sender, fields["nonce"], issued, now):
             raise BlobRequestRejected(BlobRejectReason.REPLAY, "token used before", peer=sender)
         return sender
-
-    def _remember(self, sender: str, nonce: str, issued: int, now: float) -> bool:
-        # A token stops being acceptable once now > issued + max_skew; its nonce can be forgotten then.
-        while self._live and self._live[0][0] + self._max_skew < now:
-            self._seen.discard(heapq.heappop(self._live)[1])
-        key = (sender, nonce)
-        if key in self._seen or (self._floor is not None and issued <= self._floor):
-            return False
-        self._seen.add(key)
-        heapq.heappush(self._live, (issued, key))
-        while len(self._seen) > self._limit:
-            dropped_time, dropped = heapq.heappop(self._live)
-            self._seen.discard(dropped)
-            self._floor = dropped_time if self._floor is None else max(self._floor, dropped_time)
-        return True

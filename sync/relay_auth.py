@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import heapq
 import json
 import os
 import re
@@ -35,6 +34,7 @@ from crypto.errors import CryptoError, SignatureInvalid
 from crypto.identity import KEY_SIZE, SIGNATURE_SIZE, Identity, verify_signature
 from crypto.node_id import node_id_from_keys
 from sync.errors import LocalProtocolError
+from sync.nonce_memory import NonceMemory
 
 SCHEME: Final = "SJRELAY"
 VERSION: Final = 1
@@ -181,10 +181,7 @@ class RelayRequestChecker:
     ) -> None:
         self._max_skew = max_skew
         self._clock = clock
-        self._limit = limit
-        self._seen: set[tuple[str, str]] = set()
-        self._live: list[tuple[int, tuple[str, str]]] = []  # heap of (token time, key), oldest first
-        self._floor: int | None = None  # tokens dated at or before this are refused (see above)
+        self._nonces = NonceMemory(max_skew=max_skew, limit=limit)
 
     def check(self, header: str, op: str, body: bytes) -> str:
         """Return the node ID that signed this request for `op` with exactly `body`, or raise
@@ -212,20 +209,6 @@ class RelayRequestChecker:
                 "token too old, or the clocks differ by more than the allowed skew",
                 peer=claimed,
             )
-        if not self._remember(claimed, fields["nonce"], issued, now):
+        if not self._nonces.remember(claimed, fields["nonce"], issued, now):
             raise RelayRequestRejected(RelayRejectReason.REPLAY, "token used before", peer=claimed)
         return claimed
-
-    def _remember(self, node: str, nonce: str, issued: int, now: float) -> bool:
-        while self._live and self._live[0][0] + self._max_skew < now:
-            self._seen.discard(heapq.heappop(self._live)[1])
-        key = (node, nonce)
-        if key in self._seen or (self._floor is not None and issued <= self._floor):
-            return False
-        self._seen.add(key)
-        heapq.heappush(self._live, (issued, key))
-        while len(self._seen) > self._limit:
-            dropped_time, dropped = heapq.heappop(self._live)
-            self._seen.discard(dropped)
-            self._floor = dropped_time if self._floor is None else max(self._floor, dropped_time)
-        return True

@@ -233,7 +233,7 @@ def test_nonce_memory_is_bounded_and_dropping_never_reopens_a_replay() -> None:
     headers = [request(now=NOW - 50 + i) for i in range(6)]
     for header in headers:
         checker.check(header, BLOB)
-    assert len(checker._seen) <= 3
+    assert len(checker._nonces) <= 3
     for header in headers:
         assert rejected(checker, header).reason is BlobRejectReason.REPLAY
     # a token dated no later than a dropped one is refused; a newer one still works
@@ -248,7 +248,7 @@ def test_nonces_are_forgotten_once_their_tokens_have_expired() -> None:
         checker.check(request(), BLOB)
     clock.now = NOW + MAX_SKEW + 1
     checker.check(request(now=clock.now), BLOB)
-    assert len(checker._seen) == 1
+    assert len(checker._nonces) == 1
 
 
 def test_rejected_requests_are_not_remembered() -> None:

@@ -229,7 +229,7 @@ def test_nonce_memory_is_bounded_and_dropping_never_reopens_a_replay() -> None:
     headers = [request(now=NOW - 50 + i) for i in range(6)]
     for header in headers:
         chk.check(header, "fetch", BODY)
-    assert len(chk._seen) <= 3
+    assert len(chk._nonces) <= 3
     for header in headers:
         assert rejected(chk, header).reason is RelayRejectReason.REPLAY
     assert rejected(chk, request(now=NOW - 48)).reason is RelayRejectReason.REPLAY
@@ -243,7 +243,7 @@ def test_nonces_are_forgotten_once_their_tokens_have_expired() -> None:
         chk.check(request(), "fetch", BODY)
     clock.now = NOW + MAX_SKEW + 1
     chk.check(request(now=clock.now), "fetch", BODY)
-    assert len(chk._seen) == 1
+    assert len(chk._nonces) == 1
 
 
 def test_rejected_requests_are_not_remembered() -> None:
