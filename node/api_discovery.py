@@ -11,7 +11,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from node.http import json_response, read_json
-from node.openapi_parts import _errors, _json
+from node.openapi_parts import _errors, _json, _request_body
 from node.runtime import NODE_KEY, Node
 
 
@@ -53,18 +53,7 @@ OPENAPI_PATHS: Final[dict[str, Any]] = {
         "post": {
             "summary": "Offer this node's card on the LAN for some minutes (0 stops), so a new peer can find it",
             "security": [{"bearer": []}],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "properties": {"minutes": {"type": "integer", "minimum": 0, "maximum": 120}},
-                            "required": ["minutes"],
-                        }
-                    }
-                },
-            },
+            "requestBody": _request_body({"minutes": {"type": "integer", "minimum": 0, "maximum": 120}}),
             "responses": {"200": _json({"type": "object"}, "Discovery state"), **_errors(400, 401, 422)},
         }
     },

@@ -15,7 +15,7 @@ from crypto.errors import SeajustError
 from crypto.invitation import INVITATION_LIFETIME
 from node.errors import Forbidden, ValidationError
 from node.http import actor_of, json_response, read_json
-from node.openapi_parts import _errors, _json
+from node.openapi_parts import _errors, _json, _request_body
 from node.runtime import NODE_KEY
 from sync.invite_transport import exchange_claim
 
@@ -64,18 +64,7 @@ OPENAPI_PATHS: Final[dict[str, Any]] = {
         "post": {
             "summary": "Claim another node's invitation: both nodes then trust each other's cards",
             "security": [{"bearer": []}],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "properties": {"code": {"type": "string"}, "url": {"type": "string"}},
-                            "required": ["code", "url"],
-                        }
-                    }
-                },
-            },
+            "requestBody": _request_body({"code": {"type": "string"}, "url": {"type": "string"}}),
             "responses": {"201": _json({"type": "object"}, "The new peer"), **_errors(400, 401, 403, 422)},
         }
     },

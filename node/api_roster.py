@@ -12,7 +12,7 @@ from aiohttp import web
 
 from node.errors import ValidationError
 from node.http import actor_of, json_response, read_json
-from node.openapi_parts import _errors, _json
+from node.openapi_parts import _errors, _json, _request_body
 from node.runtime import NODE_KEY
 
 
@@ -64,12 +64,7 @@ def _action(summary: str, fields: dict[str, Any], *errors: int) -> dict[str, Any
         "post": {
             "summary": summary,
             "security": [{"bearer": []}],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {"schema": {"type": "object", "properties": fields, "required": sorted(fields)}}
-                },
-            },
+            "requestBody": _request_body(fields),
             "responses": {"200": _json({"type": "object"}, "The roster"), **_errors(400, 401, *errors)},
         }
     }

@@ -21,7 +21,7 @@ from node.api_stats import OPENAPI_SCHEMAS as STATS_SCHEMAS
 from node.directory import LIST_FIELDS, TEXT_FIELDS
 from node.openapi_cases import OPENAPI_PATHS as CASE_PATHS
 from node.openapi_cases import OPENAPI_SCHEMAS as CASE_SCHEMAS
-from node.openapi_parts import _errors, _json
+from node.openapi_parts import _errors, _json, _request_body
 
 
 def _contact_schema(*, for_input: bool) -> dict[str, Any]:
@@ -133,18 +133,7 @@ def openapi_document() -> dict[str, Any]:
                 "post": {
                     "summary": "Trust a peer from its signed card",
                     "security": secured,
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "properties": {"card": {"type": "string"}},
-                                    "required": ["card"],
-                                }
-                            }
-                        },
-                    },
+                    "requestBody": _request_body({"card": {"type": "string"}}),
                     "responses": {
                         "201": _json({"$ref": "#/components/schemas/Peer"}, "Peer trusted"),
                         **_errors(400, 401, 422),

@@ -21,3 +21,13 @@ def _errors(*codes: int) -> dict[str, Any]:
         422: "Invalid fields",
     }
     return {str(code): _json(ERROR, text[code]) for code in codes}
+
+
+def _request_body(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    """A required JSON object request body with these properties (all required unless said otherwise)."""
+    schema = {
+        "type": "object",
+        "properties": properties,
+        "required": sorted(properties) if required is None else required,
+    }
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
