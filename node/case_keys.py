@@ -182,22 +182,25 @@ class CaseKeys:
         self._keep(grant, (key,))
 
     def share(self, doc_id: str, node_id: str) -> None:
-        """Widen a case to a third party: the same key, wrapped for one more node, at the next version."""
+        """Widen a case to a third party, at the next version and a new key epoch: every membership change of a
+        case starts one. The new party gets the older keys too, so it reads the history."""
         held = self._held.get(doc_id)
         if held is None or not held.key:
             raise NotFound("no such case on this node")
         if node_id in held.roles:
             return
         roles = {**held.roles, node_id: ROLE_SHARED}
+        key = new_doc_key()
+        older = held.keys[: MAX_EPOCH_KEYS - 1]
         grant = issue_grant(
             self._identity,
             doc_id=doc_id,
             version=held.version + 1,
-            key=held.key,
-            older=held.older,
+            key=key,
+            older=older,
             parties=self._party_keys(roles),
         )
-        self._keep(grant, held.keys, since=held.since)
+        self._keep(grant, (key, *older))
 
     def rekey(self, doc_id: str, *, drop: Sequence[str] = ()) -> bool:
         """Move a case to a fresh key for its parties but `drop` (revoked nodes); False if not held or no party left."""

@@ -148,3 +148,19 @@ def test_shredding_survives_a_restart(case: tuple[Node, Node, str]) -> None:
         assert doc_id not in again.case_keys.doc_ids()
     finally:
         again.close()
+
+
+def test_sharing_starts_a_new_epoch_and_the_new_party_reads_the_history(
+    case: tuple[Node, Node, str], pair: tuple[Node, Node, Node]
+) -> None:
+    th, vn, doc_id = case
+    ph = pair[2]
+    before = th.case_keys._held[doc_id].key
+    th.cases.share(doc_id.removeprefix("case/"), {"node_id": ph.node_id}, actor="tests")
+    assert th.case_keys._held[doc_id].key != before and th.case_keys._held[doc_id].older[0] == before
+    note(th, doc_id, "after the share")
+    deliver(th, ph, doc_id)
+    shared = ph.cases.get(doc_id.removeprefix("case/"))
+    assert shared["summary"] == "original" and "after the share" in str(shared)  # both epochs open
+    deliver(th, vn, doc_id)
+    assert "after the share" in str(vn.cases.get(doc_id.removeprefix("case/")))
