@@ -19,6 +19,7 @@ from aiohttp import web
 from node import blob_sync
 from node.api import add_routes, auth_middleware, error_middleware
 from node.lan_offers import CARD_PATH
+from node.metrics import setup_metrics
 from node.policy import is_case
 from node.reporting import INTERVALS
 from node.runtime import NODE_KEY, Node
@@ -193,6 +194,7 @@ def create_app(node: Node) -> web.Application:
     )
     app[NODE_KEY] = node
     add_routes(app)
+    setup_metrics(app)
     app.router.add_get(SYNC_PATH, websocket_handler(node.engine))  # type: ignore[arg-type]
     app.router.add_get(BLOB_PATH, _blob_handler(node))
     app.router.add_post(INVITE_PATH, _invitation_handler(node))

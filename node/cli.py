@@ -20,7 +20,7 @@ from pathlib import Path
 
 from crypto.errors import SeajustError
 from crypto.keystore import NodeSecrets, create_keyfile
-from node import key_rotation
+from node import key_rotation, logs, status
 from node.config import (
     DEFAULT_LISTEN,
     NodeConfig,
@@ -233,6 +233,13 @@ def _answers(host: str, port: int) -> bool:
         return False
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    with opened_node(args) as node:
+        summary = status.summarise(node)
+    print(json.dumps(summary, indent=2, ensure_ascii=False) if args.json else status.render(summary))
+    return 0 if summary["healthy"] else 3
+
+
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
     passphrase = read_passphrase(args)
     with opened_node(args, passphrase) as node:
@@ -281,12 +288,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from node.app import create_app
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     node = open_node(args.home, read_passphrase(args))
+    logs.configure(verbose=args.verbose, log_format=node.config.log_format)
     if args.listen:
         parse_listen(args.listen)
         url = node.config.url
@@ -428,6 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
     relay.add_argument("--ttl-days", type=float, default=14.0, help="days mail is kept if not fetched (default 14)")
     relay.add_argument("--max-sender-mb", type=int, default=64, help="MiB of mail kept per sending node (default 64)")
     relay.add_argument("--max-total-mb", type=int, default=2048, help="MiB of mail kept in all (default 2048)")
+
+    stat = with_home(command("status", cmd_status, "the node's health: peers, refused input, rotation, sizes"))
+    stat.add_argument("--json", action="store_true", help="print JSON")
 
     keys = commands.add_parser("keys", help="this node's keys").add_subparsers(
         dest="keys_command", required=True, metavar="SUBCOMMAND"

@@ -48,6 +48,7 @@ class NodeConfig:
     relay_interval: int = 60
     case_key_days: int = 30
     shred_closed_after_days: int = 0
+    log_format: str = "text"
 
     @property
     def host(self) -> str:
@@ -127,6 +128,9 @@ def validate(raw: dict[str, Any]) -> NodeConfig:
         if not isinstance(value, int) or isinstance(value, bool) or not least <= value <= most:
             raise ConfigError(f"node.{key} must be a whole number from {least} to {most}")
         numbers[key] = value
+    log_format = node.get("log_format", "text")
+    if log_format not in ("text", "json"):
+        raise ConfigError('node.log_format must be "text" or "json"')
     return NodeConfig(
         name.strip(),
         country,
@@ -144,6 +148,7 @@ def validate(raw: dict[str, Any]) -> NodeConfig:
         relay_interval=interval,
         case_key_days=numbers["case_key_days"],
         shred_closed_after_days=numbers["shred_closed_after_days"],
+        log_format=log_format,
     )
 
 
