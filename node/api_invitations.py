@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-import aiohttp
 from aiohttp import web
 
 from crypto.errors import SeajustError
@@ -17,6 +16,7 @@ from node.errors import Forbidden, ValidationError
 from node.http import actor_of, json_response, read_json
 from node.openapi_parts import _errors, _json, _request_body
 from node.runtime import NODE_KEY
+from node.tls import client_session
 from sync.invite_transport import exchange_claim
 
 
@@ -38,7 +38,7 @@ async def accept_invitation(request: web.Request) -> web.Response:
         )
     try:
         claim, state = node.invitations.make_claim(code)
-        async with aiohttp.ClientSession() as http:
+        async with client_session(node.config.peer_tls) as http:
             answer = await exchange_claim(http, url, claim)
         peer = node.invitations.finish(answer, state, actor=actor_of(request))
     except SeajustError as exc:

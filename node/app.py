@@ -13,7 +13,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from node import blob_sync
@@ -23,6 +22,7 @@ from node.metrics import setup_metrics
 from node.policy import is_case
 from node.reporting import INTERVALS
 from node.runtime import NODE_KEY, Node
+from node.tls import client_session
 from sync.blob_transfer import BlobRequestChecker
 from sync.blob_transport import BLOB_PATH, blob_handler
 from sync.discovery import Discovery
@@ -85,7 +85,7 @@ async def _report_on_schedule(node: Node) -> None:
 
 async def _sync_ctx(app: web.Application) -> AsyncIterator[None]:
     node = app[NODE_KEY]
-    http = aiohttp.ClientSession()
+    http = client_session(node.config.peer_tls)
     node.dialer = Dialer(node.engine, http)
     node.peers_changed()
     wake_fetcher = asyncio.Event()

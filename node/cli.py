@@ -20,7 +20,7 @@ from pathlib import Path
 
 from crypto.errors import SeajustError
 from crypto.keystore import NodeSecrets, create_keyfile
-from node import key_rotation, logs, status
+from node import key_rotation, logs, status, tls
 from node.config import (
     DEFAULT_LISTEN,
     NodeConfig,
@@ -78,6 +78,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     listen = args.listen or DEFAULT_LISTEN
     parse_listen(listen)
     url = check_url(args.url) if args.url else url_for_listen(listen)
+    if args.tls and not args.url:
+        url = "https://" + url.removeprefix("http://")
     config = validate(
         {
             "node": {
@@ -96,6 +98,17 @@ def cmd_init(args: argparse.Namespace) -> int:
     create_keyfile(home.keyfile, secrets, passphrase)
     Database(home.database, secrets.db_key).close()
     print(secrets.identity.node_id)
+    if args.tls:
+        hosts = tls.hosts_for(config.url, config.host)
+        digest = tls.make_self_signed(home.path, hosts=hosts, name=config.name, passphrase=passphrase)
+        with home.config_path.open("a", encoding="utf-8") as handle:
+            handle.write(
+                "# A self-signed certificate made by `seajust init --tls`; give your CA's instead if you have one.\n"
+                'tls_cert = "tls/cert.pem"\ntls_key = "tls/key.pem"\n'
+            )
+        print(
+            f"TLS certificate SHA-256 fingerprint (check it in the browser the first time): {digest}", file=sys.stderr
+        )
     return 0
 
 
@@ -146,17 +159,16 @@ def cmd_invite_create(args: argparse.Namespace) -> int:
 def cmd_invite_accept(args: argparse.Namespace) -> int:
     import asyncio
 
-    import aiohttp
-
+    from node.tls import client_session
     from sync.invite_transport import exchange_claim
 
-    async def claim_at(url: str, claim: dict[str, str]) -> dict[str, object]:
-        async with aiohttp.ClientSession() as http:
+    async def claim_at(url: str, claim: dict[str, str], peer_tls: str) -> dict[str, object]:
+        async with client_session(peer_tls) as http:
             return await exchange_claim(http, url, claim)
 
     with opened_node(args) as node:
         claim, state = node.invitations.make_claim(args.code)
-        answer = asyncio.run(claim_at(args.url, claim))
+        answer = asyncio.run(claim_at(args.url, claim, node.config.peer_tls))
         peer = node.invitations.finish(answer, state, actor="cli")
     print(f"now trusting {peer.name} ({peer.country}), node ID {peer.node_id}")
     return 0
@@ -288,8 +300,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from node.app import create_app
 
-    node = open_node(args.home, read_passphrase(args))
+    passphrase = read_passphrase(args)
+    node = open_node(args.home, passphrase)
     logs.configure(verbose=args.verbose, log_format=node.config.log_format)
+    context = None
+    if node.config.tls_cert:
+        try:
+            context = tls.server_context(node.home.path, node.config.tls_cert, node.config.tls_key, passphrase)
+        except ConfigError:
+            node.close()
+            raise
+    scheme = "https" if context is not None else "http"
     if args.listen:
         parse_listen(args.listen)
         url = node.config.url
@@ -304,17 +325,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     app = create_app(node)
 
     def announce(_: str) -> None:  # called by aiohttp once the port is bound
-        print(f"SEAJust node {node.node_id} ({node.config.name}) listening on http://{host}:{port}", flush=True)
+        print(f"SEAJust node {node.node_id} ({node.config.name}) listening on {scheme}://{host}:{port}", flush=True)
+        if context is not None:
+            print(f"TLS certificate SHA-256 {tls.cert_fingerprint(node.home.path, node.config.tls_cert)}", flush=True)
         code = node.accounts.setup_code()
         if code is not None:  # the operator's console, not the log: a one-time code to create the first admin
             print(
-                f"No web user yet. Create the first admin at http://{host}:{port}/ui/setup with the one-time "
+                f"No web user yet. Create the first admin at {scheme}://{host}:{port}/ui/setup with the one-time "
                 f"setup code {code} (valid 24 hours), or run `seajust user add HOME NAME --role admin`.",
                 flush=True,
             )
 
     try:
-        web.run_app(app, host=host, port=port, print=announce, handle_signals=True, access_log=None)
+        web.run_app(
+            app, host=host, port=port, print=announce, handle_signals=True, access_log=None, ssl_context=context
+        )
     except OSError as exc:
         node.close()
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
@@ -379,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--role", choices=("authority", "secretariat"), default="authority")
     init.add_argument("--listen", metavar="HOST:PORT", help=f"where to listen (default {DEFAULT_LISTEN})")
     init.add_argument("--url", help="address peers use to reach this node (default: from --listen)")
+    init.add_argument("--tls", action="store_true", help="serve HTTPS with a new self-signed certificate")
 
     with_home(command("card", cmd_card, "print this node's signed card on one line"))
 

@@ -49,6 +49,9 @@ class NodeConfig:
     case_key_days: int = 30
     shred_closed_after_days: int = 0
     log_format: str = "text"
+    tls_cert: str = ""
+    tls_key: str = ""
+    peer_tls: str = "verify"
 
     @property
     def host(self) -> str:
@@ -128,6 +131,11 @@ def validate(raw: dict[str, Any]) -> NodeConfig:
         if not isinstance(value, int) or isinstance(value, bool) or not least <= value <= most:
             raise ConfigError(f"node.{key} must be a whole number from {least} to {most}")
         numbers[key] = value
+    tls_cert, tls_key, peer_tls = node.get("tls_cert", ""), node.get("tls_key", ""), node.get("peer_tls", "verify")
+    if not isinstance(tls_cert, str) or not isinstance(tls_key, str) or bool(tls_cert) != bool(tls_key):
+        raise ConfigError("node.tls_cert and node.tls_key must both be given (paths to PEM files), or neither")
+    if peer_tls not in ("verify", "encrypt-only"):
+        raise ConfigError('node.peer_tls must be "verify" or "encrypt-only"')
     log_format = node.get("log_format", "text")
     if log_format not in ("text", "json"):
         raise ConfigError('node.log_format must be "text" or "json"')
@@ -149,6 +157,9 @@ def validate(raw: dict[str, Any]) -> NodeConfig:
         case_key_days=numbers["case_key_days"],
         shred_closed_after_days=numbers["shred_closed_after_days"],
         log_format=log_format,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        peer_tls=peer_tls,
     )
 
 

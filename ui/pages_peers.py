@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from crypto.errors import SeajustError
 from node.runtime import NODE_KEY
+from node.tls import client_session
 from sync.invite_transport import exchange_claim
 from ui.i18n import N_, language_of, translations
 from ui.pages_network import network_page
@@ -95,7 +95,7 @@ async def accept_invitation(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     try:
         claim, state = node.invitations.make_claim(code)
-        async with aiohttp.ClientSession() as http:
+        async with client_session(node.config.peer_tls) as http:
             answer = await exchange_claim(http, url, claim)
         peer = node.invitations.finish(answer, state, actor=actor(request))
     except SeajustError as exc:
