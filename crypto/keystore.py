@@ -21,11 +21,17 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from crypto.errors import CryptoError, KeyFileError, NodeIdError, WrongPassphrase
 from crypto.identity import SECRET_SIZE, Identity
 from crypto.node_id import parse_node_id
+from crypto.passphrase import DEFAULT_SCRYPT_N, MAX_SCRYPT_N, SCRYPT_P, SCRYPT_R
+from crypto.passphrase import b64 as _b64
+from crypto.passphrase import canonical_json as _canonical_json
+from crypto.passphrase import check_scrypt_n as _check_scrypt_n
+from crypto.passphrase import derive_key as _derive_key
+from crypto.passphrase import fsync_directory as _fsync_directory
+from crypto.passphrase import passphrase_bytes as _passphrase_bytes
 from crypto.rotation import RotationInvalid, verify_chain
 
 KEYFILE_NAME = "keys.json"
@@ -35,11 +41,6 @@ AEAD_NAME = "chacha20poly1305"
 DB_KEY_SIZE = 32
 SALT_SIZE = 16
 NONCE_SIZE = 12
-SCRYPT_R = 8
-SCRYPT_P = 1
-DEFAULT_SCRYPT_N = 2**15
-# A crafted file asking for more would make unlocking take gigabytes of memory.
-MAX_SCRYPT_N = 2**20
 _MAX_FILE_SIZE = 64 * 1024
 _PLAINTEXT_SIZE = SECRET_SIZE + DB_KEY_SIZE
 _TAG_SIZE = 16
@@ -61,10 +62,6 @@ class NodeSecrets:
         return cls(identity=Identity.generate(), db_key=rng(DB_KEY_SIZE))
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
 def _unb64(text: object, size: int, what: str, path: Path) -> bytes:
     if not isinstance(text, str):
         raise KeyFileError(f"key file {path} is damaged: {what} is missing")
@@ -75,10 +72,6 @@ def _unb64(text: object, size: int, what: str, path: Path) -> bytes:
     if len(data) != size:
         raise KeyFileError(f"key file {path} is damaged: {what} has the wrong length")
     return data
-
-
-def _canonical_json(value: object) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
 def _header(node_id: str, n: int, salt: bytes, rotations: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -92,25 +85,6 @@ def _header(node_id: str, n: int, salt: bytes, rotations: tuple[str, ...] = ()) 
     if rotations:  # a node that rotated its keys: the chain linking its node ID to the keys inside (public)
         header["rotations"] = list(rotations)
     return header
-
-
-def _derive_key(passphrase: bytes, salt: bytes, n: int) -> bytes:
-    kdf = Scrypt(salt=salt, length=32, n=n, r=SCRYPT_R, p=SCRYPT_P)
-    return kdf.derive(passphrase)
-
-
-def _passphrase_bytes(passphrase: str) -> bytes:
-    if not isinstance(passphrase, str) or not passphrase:
-        raise CryptoError("the passphrase must not be empty")
-    try:
-        return passphrase.encode("utf-8")
-    except UnicodeEncodeError:
-        raise CryptoError("the passphrase contains characters that cannot be encoded") from None
-
-
-def _check_scrypt_n(n: int) -> None:
-    if not (isinstance(n, int) and 2 <= n <= MAX_SCRYPT_N and n & (n - 1) == 0):
-        raise CryptoError(f"scrypt n must be a power of two between 2 and {MAX_SCRYPT_N}")
 
 
 def _encode(secrets: NodeSecrets, passphrase: str, scrypt_n: int, rng: Callable[[int], bytes]) -> bytes:
@@ -145,23 +119,6 @@ def _write_atomically(path: Path, content: bytes) -> None:
             os.unlink(tmp_name)
         raise
     _fsync_directory(directory)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable (POSIX); platforms without directory handles skip this."""
-    flags = getattr(os, "O_DIRECTORY", None)
-    if flags is None:
-        return
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY | flags)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
 
 
 def create_keyfile(

@@ -379,6 +379,32 @@ def cmd_dump(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from node.backup import create_backup
+
+    summary = create_backup(args.home, args.file, read_passphrase(args))
+    print(
+        f"backup of node {summary.node_id} written to {args.file} ({summary.size} bytes, "
+        f"{summary.blobs} attachment file(s)); it opens with this node's passphrase"
+    )
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from node.backup import restore_backup
+
+    summary = restore_backup(args.file, args.home, read_passphrase(args), catch_up=not args.skip_catch_up)
+    print(f"node {summary.node_id} restored into {args.home} from its backup of {summary.created_at}")
+    if summary.missing_blobs:
+        print(f"{summary.missing_blobs} attachment file(s) were not in the backup: they will be fetched from peers")
+    if summary.catching_up:
+        print(
+            "Start it with `seajust run`: it refuses changes until every trusted peer has given back what it "
+            "wrote after this backup."
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seajust", description="Run and manage a SEAJust network node.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -511,6 +537,20 @@ def build_parser() -> argparse.ArgumentParser:
     uhand.add_argument("--disable", action="store_true", help="then disable FROM and end their sessions")
 
     with_home(command("dump", cmd_dump, "print the decrypted database as SQL text (for operators and audits)"))
+
+    backup = with_home(
+        command("backup", cmd_backup, "write an encrypted backup of the node (it may be running) to FILE")
+    )
+    backup.add_argument("file", type=Path, metavar="FILE", help="the backup file to write (outside HOME)")
+    restore = command("restore", cmd_restore, "restore a node from its backup FILE into a new folder HOME")
+    restore.add_argument("file", type=Path, metavar="FILE", help="a backup written by `seajust backup`")
+    with_home(restore)
+    restore.add_argument(
+        "--skip-catch-up",
+        action="store_true",
+        help="allow changes at once, without first getting back from peers what the node wrote after the backup "
+        "(only for a node whose peers hold nothing newer)",
+    )
     return parser
 
 

@@ -38,7 +38,7 @@ from crypto.authorship import sign_update, verify_update
 from crypto.errors import CryptoError, SignatureInvalid
 from crypto.identity import Identity
 from node.crdt import CrdtDocument, CrdtError, DocumentChange, check_update, merge_updates
-from node.errors import Forbidden, StorageError
+from node.errors import CatchingUp, Forbidden, StorageError
 from node.storage import Database, WriteErrors
 from sync.errors import UpdateRejected
 from sync.messages import SignedUpdate, VersionVector
@@ -119,6 +119,7 @@ class DocumentStore:
         strict_authors: Callable[[str], bool] = lambda doc_id: False,
         revoked: Callable[[str], bool] = lambda author: False,
         older_keys: Callable[[str], tuple[bytes, ...]] = lambda author: (),
+        may_commit: Callable[[], str | None] = lambda: None,
         max_loaded: int = MAX_LOADED,
     ) -> None:
         self._db = db
@@ -134,6 +135,7 @@ class DocumentStore:
         self._strict_authors = strict_authors
         self._revoked = revoked
         self._older_keys = older_keys
+        self._may_commit = may_commit  # why local changes must wait (a restored node catching up), or None
         self._max_loaded = max_loaded
         self._versions: dict[str, VersionVector] = {}
         self._forgotten: set[str] = set()  # crypto-shredded: only the version vector is left (`forget`)
@@ -238,6 +240,9 @@ class DocumentStore:
         subject: str = "",
     ) -> SignedUpdate | None:
         """Make a change as this node, sign it and store it; the stored entry, or None if nothing changed."""
+        refusal = self._may_commit()
+        if refusal is not None:
+            raise CatchingUp(refusal)
         if not self._may_write(doc_id, self._me) or doc_id in self._forgotten:
             raise Forbidden("this node may not change that document")
         held = self._held(doc_id) or _Held(CrdtDocument())

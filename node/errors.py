@@ -98,3 +98,9 @@ class Conflict(NodeError):
     """That was already done, or contradicts what is recorded."""
 
     http_status = 409
+
+
+class CatchingUp(NodeError):
+    """This node was restored from a backup and is getting its own later changes back from its peers first."""
+
+    http_status = 503

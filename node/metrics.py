@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from node.openapi_parts import _errors
 from node.runtime import NODE_KEY, Node
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -127,6 +128,23 @@ async def latency_middleware(request: web.Request, handler: Handler) -> web.Stre
             request.app[LATENCY_KEY].labels(request.method, _route(request), f"{status // 100}xx").observe(
                 time.perf_counter() - started
             )
+
+
+OPENAPI_PATHS: Final = {
+    "/metrics": {
+        "get": {
+            "summary": "Prometheus metrics: per-peer sync health, refused input, relay rounds, request latency",
+            "security": [{"bearer": []}],
+            "responses": {
+                "200": {
+                    "description": "Prometheus text format 0.0.4",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                **_errors(401),
+            },
+        }
+    }
+}
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -19,6 +19,7 @@ from node.api_roster import OPENAPI_PATHS as ROSTER_PATHS
 from node.api_stats import OPENAPI_PATHS as STATS_PATHS
 from node.api_stats import OPENAPI_SCHEMAS as STATS_SCHEMAS
 from node.directory import LIST_FIELDS, TEXT_FIELDS
+from node.metrics import OPENAPI_PATHS as METRICS_PATHS
 from node.openapi_cases import OPENAPI_PATHS as CASE_PATHS
 from node.openapi_cases import OPENAPI_SCHEMAS as CASE_SCHEMAS
 from node.openapi_parts import _errors, _json, _request_body
@@ -208,6 +209,7 @@ def openapi_document() -> dict[str, Any]:
             **INVITATION_PATHS,
             **ROSTER_PATHS,
             **DISCOVERY_PATHS,
+            **METRICS_PATHS,
             **OFFICER_PATHS,
         },
     }

@@ -23,7 +23,7 @@ from typing import Any, Final
 from node import stats
 from node.crdt import DocumentChange
 from node.documents import DocumentStore, utc_now
-from node.errors import Forbidden, NotFound
+from node.errors import CatchingUp, Forbidden, NotFound
 from node.policy import REPORT_PREFIX, report_doc
 from node.storage import Database
 
@@ -143,6 +143,12 @@ class Reporting:
         """The schedule's work: refresh the current and the previous quarter, or say reporting is off."""
         if self.role != "authority":
             return
+        try:
+            self._scheduled()
+        except CatchingUp:  # restored from a backup: the next run reports (or an officer sends by hand)
+            log.info("scheduled statistics report skipped: the node is catching up after a restore")
+
+    def _scheduled(self) -> None:
         if self.schedule == "off":
             self._store.commit_local(
                 report_doc(self._me),

@@ -45,6 +45,7 @@ class Retention:
         self.rotate_after_days = rotate_after_days
         self._today = today
         self.on_rekeyed = on_rekeyed
+        self.may_rekey: Callable[[], str | None] = lambda: None  # why key epochs must wait (catch-up), or None
 
     def run(self) -> dict[str, int]:
         """The daily pass; counts only (no case IDs) so it can be logged."""
@@ -59,7 +60,7 @@ class Retention:
         return str(rows[0]["status"]) if rows else None
 
     def rotate_due(self) -> list[str]:
-        if self.rotate_after_days <= 0:
+        if self.rotate_after_days <= 0 or self.may_rekey() is not None:
             return []
         cutoff = (datetime.now(UTC) - timedelta(days=self.rotate_after_days)).isoformat().replace("+00:00", "Z")
         rotated = self._keys.rotate_due(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from node.blobs import BlobStore
 from node.case_index import CaseIndex, Reminders
 from node.case_keys import CaseKeys
 from node.cases import Cases, utc_today
+from node.catch_up import MARKER_NAME, CatchUp
 from node.config import NodeConfig, NodeHome
 from node.directory import Directory
 from node.documents import DocumentStore, utc_now
@@ -41,6 +43,7 @@ from node.reporting import Reporting
 from node.retention import Retention
 from node.storage import Database
 from sync.engine import SyncEngine
+from sync.messages import SignedUpdate
 from sync.transport import Dialer
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,7 @@ class Node:
     membership: Membership
     retention: Retention
     lan_offers: LanOffers
+    catch_up: CatchUp | None = None  # present while a restored node gets its own later updates back
     dialer: Dialer | None = None
     last_seen: dict[str, str] = field(default_factory=dict)
     discovered: dict[str, tuple[str, ...]] = field(default_factory=dict)  # addresses found by mDNS, per peer
@@ -125,7 +129,14 @@ class Node:
                 for relay in self.mail.relays
             },
             "documents": {d: self.store.versions(d) for d in self.store.doc_ids()},
+            "catch_up": self.catch_up_status(),
         }
+
+    def catch_up_status(self) -> dict[str, Any] | None:
+        """After a restore, whom the node still waits for; None once it accepts changes again."""
+        if self.catch_up is None or self.catch_up.refusal() is None:
+            return None
+        return {"waiting_for": self.catch_up.waiting_for(), "behind": self.catch_up.behind()}
 
     def note_synced(self, peer_id: str) -> None:
         self.last_seen[peer_id] = utc_now()
@@ -227,6 +238,12 @@ def open_node(home_path: Path, passphrase: str) -> Node:
         return node_holder[0].membership.member(node_id) if node_holder else None
 
     policy = Policy(case_keys.roles, role_of, me=identity.node_id, member=on_roster)
+    catch_up = CatchUp(
+        home.path / MARKER_NAME,
+        identity.node_id,
+        peers=lambda: [p.node_id for p in peers.all()],
+        held=lambda doc_id: store.versions(doc_id),
+    )
     store = DocumentStore(
         db,
         identity,
@@ -238,6 +255,7 @@ def open_node(home_path: Path, passphrase: str) -> Node:
         strict_authors=lambda doc_id: is_case(doc_id) or doc_id.startswith(REPORT_PREFIX),
         revoked=peers.is_revoked,
         older_keys=older_keys,
+        may_commit=catch_up.refusal,
     )
     store.load()
     blobs = BlobStore(home.path / "blobs")
@@ -335,7 +353,19 @@ def open_node(home_path: Path, passphrase: str) -> Node:
     engine.on_keys_switched = node.membership.keys_switched
     node.mail.on_keys_switched = node.membership.keys_switched
     store.on_stored(node.membership.on_stored)
+    if catch_up.active:
+        node.catch_up = catch_up
+        engine.on_complete_versions = catch_up.versions_received
+
+        def stored(entries: Sequence[SignedUpdate], source: str | None) -> None:
+            if source is not None:  # one of this node's own updates may be back
+                catch_up.check()
+
+        store.on_stored(stored)
+        node.retention.may_rekey = catch_up.refusal  # a new key epoch could reuse a grant version peers hold
     node_holder.append(node)
     node.membership.refresh()
     node.load_cursors()
+    if catch_up.active and not catch_up.check():  # after the roster's peers are known: each must answer
+        log.info("restored from a backup: local changes wait until every trusted peer has answered")
     return node

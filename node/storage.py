@@ -49,6 +49,35 @@ def _connect(path: Path, key: bytes) -> Any:
     return conn
 
 
+def backup_database(source: Path, key: bytes, target: Path) -> int:
+    """Copy a database that another process may be writing, as it was at one instant; its schema version.
+
+    SQLite's online backup runs on a connection of its own, so it sees one consistent snapshot
+    (WAL readers do not block the node's writer, nor it them) including what is still only in
+    the WAL, which a copy of the file would miss. The copy is keyed with the same key, so it is
+    as unreadable as the original without the passphrase. No migration runs here: the running
+    node owns the schema.
+    """
+    if target.exists():
+        raise StorageError(f"{target} already exists")
+    src = _connect(source, key)
+    try:
+        dst = sqlcipher3.connect(str(target), isolation_level=None, check_same_thread=False)
+        try:
+            dst.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
+            src.backup(dst)  # all pages in one step: one read transaction, one snapshot
+            check = dst.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise StorageError(f"the database copy does not check out: {check}")
+            return int(dst.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            dst.close()
+    except DatabaseErrors as exc:
+        raise StorageError(f"the database could not be copied: {exc}") from exc
+    finally:
+        src.close()
+
+
 class Database:
     """The one connection a process holds; `write()` serialises writers within the process."""
 

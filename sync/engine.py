@@ -148,6 +148,8 @@ class SyncEngine:
         self._rejections = rejections
         self._on_synced = on_synced
         self.on_keys_switched = on_keys_switched
+        # A peer's complete version list (session or mail): a restored node learns from it what it must get back.
+        self.on_complete_versions: Callable[[str, dict[str, VersionVector]], None] = lambda peer, docs: None
         self.codec = codec
         self._hello_cache = HelloCache()
         self._connections: dict[str, list[Connection]] = defaultdict(list)
@@ -313,6 +315,8 @@ class SyncEngine:
             for start in range(0, len(missing), MAX_ENTRIES_PER_PUSH):
                 chunk = tuple(missing[start : start + MAX_ENTRIES_PER_PUSH])
                 self._send(conn, Updates(doc_id=doc_id, entries=chunk))
+        if versions.complete:
+            self.on_complete_versions(peer, dict(versions.docs))
         self._on_synced(peer)
         self.changed.set()
 
