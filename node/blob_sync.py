@@ -92,7 +92,8 @@ async def run(node: Node, http: aiohttp.ClientSession, wake: asyncio.Event) -> N
     """Fetch whenever a case changed (`wake`) or every few seconds, until cancelled."""
     while True:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), POLL)
+            async with asyncio.timeout(POLL):  # not wait_for, which can lose a cancellation on Python 3.11
+                await wake.wait()
         wake.clear()
         try:
             while await fetch_missing(node, http):

@@ -221,9 +221,14 @@ class SyncEngine:
                 log.info("session with %s closed", peer)
             with contextlib.suppress(asyncio.QueueFull):
                 conn.queue.put_nowait(None)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer, 5)
-            writer.cancel()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that arrives as
+            # the inner task finishes, and a node being stopped must not keep a session's task alive.
+            try:
+                with contextlib.suppress(TimeoutError, Exception):
+                    async with asyncio.timeout(5):
+                        await asyncio.shield(writer)
+            finally:
+                writer.cancel()
 
     async def _write(self, conn: Connection, send: Callable[[bytes], Awaitable[None]]) -> None:
         while True:

@@ -30,6 +30,7 @@ MAX_MESSAGE: Final = 80 * 1024 * 1024
 BACKOFF_FIRST: Final = 0.5
 BACKOFF_MAX: Final = 30.0
 HEARTBEAT: Final = 20.0
+CLOSE_TIMEOUT: Final = 5.0
 
 
 async def _binary_frames(ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse) -> AsyncIterator[bytes]:
@@ -92,9 +93,8 @@ class Dialer:
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:  # bounded: a shutdown must end even if a dial is stuck in a library call
+            await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT)
         self._tasks.clear()
 
     async def _dial_forever(self, peer_id: str) -> None:
@@ -120,8 +120,9 @@ class Dialer:
 
     async def _sleep(self, peer_id: str, seconds: float) -> None:
         wake = self._wake[peer_id]
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(wake.wait(), seconds)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):  # not wait_for, which can lose a cancellation on Python 3.11
+                await wake.wait()
         wake.clear()
 
     async def _dial(self, peer_id: str, address: str) -> bool:
