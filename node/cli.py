@@ -12,7 +12,6 @@ import getpass
 import json
 import logging
 import os
-import socket
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -236,15 +235,6 @@ def cmd_user_reset(args: argparse.Namespace) -> int:
     return 0
 
 
-def _answers(host: str, port: int) -> bool:
-    """Whether something listens at the node's address (the node itself, as far as this home can tell)."""
-    try:
-        with socket.create_connection(("127.0.0.1" if host in ("0.0.0.0", "::", "") else host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     with opened_node(args) as node:
         summary = status.summarise(node)
@@ -255,7 +245,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
     passphrase = read_passphrase(args)
     with opened_node(args, passphrase) as node:
-        if _answers(node.config.host, node.config.port):
+        if status.answers(node.config.host, node.config.port):
             raise NodeError("the node is running: stop it first (a key rotation changes its keys and documents)")
         if args.finish:
             rotated = key_rotation.finish(node, node.home.keyfile, passphrase, force=args.force)
@@ -279,7 +269,7 @@ def cmd_user_handover(args: argparse.Namespace) -> int:
     with opened_node(args) as node:
         # The running node holds the case documents in memory and signs their next changes: notes written
         # here behind its back would clash with them, so a running node is asked through its API or UI.
-        if _answers(node.config.host, node.config.port):
+        if status.answers(node.config.host, node.config.port):
             raise NodeError(
                 "the node is running: hand over on its Users page or with POST /api/v1/users/NAME/handover, "
                 "or stop it first"

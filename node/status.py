@@ -18,7 +18,8 @@ from node.runtime import Node
 QUIET_AFTER: Final = timedelta(days=1)
 
 
-def _answers(host: str, port: int) -> bool:
+def answers(host: str, port: int) -> bool:
+    """Whether something listens at the node's address (the node itself, as far as its home can tell)."""
     try:
         with socket.create_connection(("127.0.0.1" if host in ("0.0.0.0", "::", "") else host, port), timeout=0.5):
             return True
@@ -35,7 +36,7 @@ def _size(path: Any) -> int:
 
 def summarise(node: Node, *, now: datetime | None = None) -> dict[str, Any]:
     now = now or datetime.now(UTC)
-    running = _answers(node.config.host, node.config.port)
+    running = answers(node.config.host, node.config.port)
     peers = []
     warnings: list[str] = []
     for peer in sorted(node.peers.all(), key=lambda p: (p.country, p.name)):
