@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import json
 import os
 import re
 import time
@@ -30,20 +29,17 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from crypto.encoding import b64url, unb64url
-from crypto.errors import CryptoError, SignatureInvalid
-from crypto.identity import KEY_SIZE, SIGNATURE_SIZE, Identity, verify_signature
+from crypto.errors import SignatureInvalid
+from crypto.identity import KEY_SIZE, Identity, verify_signature
 from crypto.node_id import node_id_from_keys
 from sync.errors import LocalProtocolError
-from sync.nonce_memory import NonceMemory
+from sync.request_tokens import NonceMemory, SignedRequestRejected, make_token, split_token
 
 SCHEME: Final = "SJRELAY"
-VERSION: Final = 1
 OPS: Final = frozenset({"deposit", "fetch", "ack"})
-NONCE_BYTES: Final = 16
 MAX_SKEW: Final = 300.0  # seconds of clock difference tolerated, as for blob requests and sync hellos
 MAX_HEADER: Final = 2048  # a genuine header is about 500 characters
 NONCE_MEMORY: Final = 100_000
-MAX_TIME: Final = 2**53  # keeps `time - now` exact in float arithmetic
 _DOMAIN: Final = b"seajust-relay-request-v1\n"
 _KEYS: Final = frozenset({"v", "op", "node", "sign_key", "kx_key", "time", "nonce", "body"})
 _SHA256_HEX: Final = re.compile(r"[0-9a-f]{64}")
@@ -61,27 +57,12 @@ class RelayRejectReason(enum.StrEnum):
     REPLAY = "replay"
 
 
-class RelayRequestRejected(CryptoError):
+class RelayRequestRejected(SignedRequestRejected):
     """A request to the relay was refused: it was not signed by the node it names, was meant for another
     operation or body, or was too old or already used."""
 
+    what = "relay request"
     reason: RelayRejectReason
-    detail: str
-    peer: str | None
-
-    def __init__(self, reason: RelayRejectReason, detail: str = "", *, peer: str | None = None) -> None:
-        # Fixed, code-written details only; the claimed node ID is kept apart for the log.
-        super().__init__(f"relay request rejected: {reason.value}" + (f" ({detail})" if detail else ""))
-        self.reason = reason
-        self.detail = detail
-        self.peer = peer
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_rejection, (self.reason, self.detail, self.peer))
-
-
-def _rebuild_rejection(reason: RelayRejectReason, detail: str, peer: str | None) -> RelayRequestRejected:
-    return RelayRequestRejected(reason, detail, peer=peer)
 
 
 def body_digest(body: bytes) -> str:
@@ -99,22 +80,16 @@ def make_relay_request(
     """The `Authorization` header value for one request to a relay; use it for that request only."""
     if op not in OPS:
         raise LocalProtocolError(f"unknown relay operation {op!r}")
-    nonce = rng(NONCE_BYTES)
-    if len(nonce) != NONCE_BYTES:
-        raise LocalProtocolError("the nonce source gave the wrong number of bytes")
     fields = {
-        "v": VERSION,
         "op": op,
         "node": identity.node_id,
         "sign_key": b64url(identity.public.sign_key),
         "kx_key": b64url(identity.public.kx_key),
-        "time": int(time.time() if now is None else now),
-        "nonce": b64url(nonce),
         "body": body_digest(body),
     }
-    payload = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode("ascii")
-    signature = identity.sign(_DOMAIN + payload)
-    return f"{SCHEME} {b64url(payload)}.{b64url(signature)}"
+    return make_token(
+        identity, scheme=SCHEME, domain=_DOMAIN, fields=fields, now=time.time() if now is None else now, rng=rng
+    )
 
 
 def _parse(header: object) -> tuple[dict[str, Any], bytes, bytes, bytes, bytes]:
@@ -124,34 +99,14 @@ def _parse(header: object) -> tuple[dict[str, Any], bytes, bytes, bytes, bytes]:
     def malformed(detail: str) -> RelayRequestRejected:
         return RelayRequestRejected(RelayRejectReason.MALFORMED, detail)
 
-    if not isinstance(header, str) or len(header) > MAX_HEADER:
-        raise malformed("header missing or too long")
-    scheme, _, token = header.partition(" ")
-    if scheme != SCHEME:
-        raise malformed(f"not an {SCHEME} header")
-    body_text, dot, sig_text = token.partition(".")
-    payload = unb64url(body_text)
-    signature = unb64url(sig_text) if dot else None
-    if payload is None or signature is None or len(signature) != SIGNATURE_SIZE:
-        raise malformed("token is not base64url JSON and a signature")
     try:
-        fields = json.loads(payload)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise malformed("token body is not JSON") from None
-    if not isinstance(fields, dict) or set(fields) != _KEYS:
-        raise malformed("token fields are wrong")
-    if type(fields["v"]) is not int or fields["v"] != VERSION:
-        raise malformed("unsupported token version")
-    text_fields = ("op", "node", "sign_key", "kx_key", "nonce", "body")
-    if not all(isinstance(fields[k], str) for k in text_fields) or type(fields["time"]) is not int:
-        raise malformed("token field of the wrong type")
+        fields, payload, signature = split_token(
+            header, scheme=SCHEME, max_header=MAX_HEADER, keys=_KEYS, text=("op", "node", "sign_key", "kx_key", "body")
+        )
+    except ValueError as exc:
+        raise malformed(str(exc)) from None
     if fields["op"] not in OPS:
         raise malformed("unknown operation")
-    if not 0 <= fields["time"] <= MAX_TIME:
-        raise malformed("token time out of range")
-    nonce = unb64url(fields["nonce"])
-    if nonce is None or len(nonce) != NONCE_BYTES:
-        raise malformed("nonce has the wrong length")
     sign_key = unb64url(fields["sign_key"])
     kx_key = unb64url(fields["kx_key"])
     if sign_key is None or kx_key is None or len(sign_key) != KEY_SIZE or len(kx_key) != KEY_SIZE:

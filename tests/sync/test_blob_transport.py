@@ -27,7 +27,6 @@ from crypto.identity import Identity, verify_signature
 from node.blobs import BlobMismatch, BlobStore, blob_id
 from sync.blob_transfer import (
     MAX_SKEW,
-    NONCE_BYTES,
     BlobRejectReason,
     BlobRequestChecker,
     BlobRequestRejected,
@@ -35,6 +34,7 @@ from sync.blob_transfer import (
 )
 from sync.blob_transport import BLOB_PATH, BlobFetchError, BlobTooLarge, blob_handler, fetch_blob
 from sync.errors import LocalProtocolError
+from sync.request_tokens import NONCE_BYTES
 
 ALICE = Identity.from_secret_bytes(bytes(range(64)))  # asks for blobs
 BOB = Identity.from_secret_bytes(bytes(range(64, 128)))  # holds them

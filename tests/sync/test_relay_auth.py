@@ -22,12 +22,12 @@ from crypto.identity import Identity, verify_signature
 from sync.errors import LocalProtocolError
 from sync.relay_auth import (
     MAX_SKEW,
-    NONCE_BYTES,
     RelayRejectReason,
     RelayRequestChecker,
     RelayRequestRejected,
     make_relay_request,
 )
+from sync.request_tokens import NONCE_BYTES
 
 ALICE = Identity.from_secret_bytes(bytes(range(64)))
 MALLORY = Identity.from_secret_bytes(bytes(range(128, 192)))
