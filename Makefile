@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint bench clean
+.PHONY: demo test soak check lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ demo: $(STAMP)
 
 test: $(STAMP) lint /usr/bin/chromium
 	$(BIN)/python -m pytest -q
+
+# The long reliability runs (bigger partitions, more kills, more fuzzing examples); see bench/README.md.
+soak: $(STAMP)
+	SEAJUST_SOAK=1 $(BIN)/python -m pytest -q -m soak
 
 lint: $(STAMP)
 	$(BIN)/ruff check node sync crypto ui tests bench

@@ -1,10 +1,23 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from nodeproc import PASSPHRASE, NodeProc, init_node
+
+SOAK = os.environ.get("SEAJUST_SOAK") == "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Soak tests (long runs of the reliability suite) run only under `make soak` (SEAJUST_SOAK=1)."""
+    if SOAK:
+        return
+    skip = pytest.mark.skip(reason="a soak test: run it with `make soak` (SEAJUST_SOAK=1)")
+    for item in items:
+        if "soak" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)
