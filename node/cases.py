@@ -37,7 +37,7 @@ from node.blobs import BlobStore
 from node.case_history import HistoryInvalid
 from node.case_index import CaseFilter, CaseIndex, Reminders, ageing, reasons
 from node.case_keys import ROLE_REQUESTED, ROLE_REQUESTING, ROLE_SHARED, CaseKeys
-from node.crdt import CrdtDocument, DocumentChange
+from node.crdt import CrdtDocument, DocumentChange, DocView
 from node.documents import DocumentStore, utc_now
 from node.draft_check import blocking, check_draft
 from node.errors import CheckFailed, Forbidden, NodeError, NotFound, PeerError, ValidationError
@@ -52,6 +52,8 @@ MAIN: Final = ("case", "main")
 REFS: Final = "refs"
 ATTACHMENTS: Final = "attachments"
 HISTORY: Final = "history"
+# What `check_remote` compares before and after a peer's update: these collections, and this list.
+CHECKED_ROOTS: Final = ((MAIN[0], REFS, ATTACHMENTS), (HISTORY,))
 FIXED_FIELDS: Final = (
     "requesting",
     "requested",
@@ -645,7 +647,7 @@ class Cases:
 
     # -- checking a peer's update ---------------------------------------------------------
 
-    def check_remote(self, doc_id: str, author: str, before: CrdtDocument, after: CrdtDocument) -> None:
+    def check_remote(self, doc_id: str, author: str, before: DocView, after: DocView) -> None:
         """Refuse a peer's change to a case unless its author may make it (see the module docstring)."""
         if not is_case(doc_id):
             return
@@ -656,7 +658,7 @@ class Cases:
         except HistoryInvalid as exc:
             raise UpdateRejected("bad_history", exc.message) from exc
 
-    def _check_remote(self, doc_id: str, author: str, before: CrdtDocument, after: CrdtDocument) -> None:
+    def _check_remote(self, doc_id: str, author: str, before: DocView, after: DocView) -> None:
         roles = self._keys.roles(doc_id)
         side = roles.get(author)
         if side is None:

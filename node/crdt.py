@@ -121,6 +121,22 @@ class CrdtDocument:
         other.apply(self.encode_state())
         return other
 
+    def view(self, collections: Iterable[str], lists: Iterable[str]) -> DocView:
+        """What these collections and lists hold now, read once into plain values (see `DocView`).
+
+        The names are given, not discovered: a document received from a peer does not know the
+        type of its roots until they are read as one (as `records` and `items` do).
+        """
+        roots: dict[str, Any] = {}
+        nested: dict[str, frozenset[str]] = {}
+        for name in collections:
+            records = self._doc.get(name, type=pycrdt.Map)
+            roots[name] = _as_json(records)
+            nested[name] = frozenset(k for k, v in records.items() if isinstance(v, pycrdt.Map))
+        for name in lists:
+            roots[name] = _as_json(self._doc.get(name, type=pycrdt.Array))
+        return DocView(roots, nested)
+
     def records(self, collection: str) -> dict[str, Record]:
         value = _as_json(self._doc.get(collection, type=pycrdt.Map))
         return {k: v for k, v in (value or {}).items() if isinstance(v, dict)}
@@ -135,6 +151,33 @@ class CrdtDocument:
     def items(self, list_name: str) -> list[Record]:
         value = _as_json(self._doc.get(list_name, type=pycrdt.Array)) or []
         return [v for v in value if isinstance(v, dict)]
+
+
+class DocView:
+    """A document as it was at one moment, with `CrdtDocument`'s reading methods, in plain values.
+
+    A peer's update is judged by comparing the document before and after it. Reading each state
+    once into a view lets a batch of updates be tried on one trial document, each judged against
+    the previous one's view, instead of copying the whole CRDT for every update.
+    """
+
+    def __init__(self, roots: dict[str, Any], nested: dict[str, frozenset[str]]) -> None:
+        self._roots = roots
+        self._nested = nested  # per collection, the keys whose value is a record (a map), as `record` requires
+
+    def records(self, collection: str) -> dict[str, Record]:
+        value = self._roots.get(collection)
+        return {k: v for k, v in value.items() if isinstance(v, dict)} if isinstance(value, dict) else {}
+
+    def record(self, collection: str, key: str) -> Record | None:
+        if key not in self._nested.get(collection, ()):
+            return None
+        value = self._roots[collection].get(key)
+        return value if isinstance(value, dict) else None
+
+    def items(self, list_name: str) -> list[Record]:
+        value = self._roots.get(list_name)
+        return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def _as_json(shared: pycrdt.Map[Any] | pycrdt.Array[Any]) -> Any:

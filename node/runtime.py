@@ -24,7 +24,7 @@ from node.accounts import Accounts
 from node.blobs import BlobStore
 from node.case_index import CaseIndex, Reminders
 from node.case_keys import CaseKeys
-from node.cases import Cases, utc_today
+from node.cases import CHECKED_ROOTS, Cases, utc_today
 from node.catch_up import MARKER_NAME, CatchUp
 from node.config import NodeConfig, NodeHome
 from node.directory import Directory
@@ -287,7 +287,7 @@ def open_node(home_path: Path, passphrase: str) -> Node:
         reminders=Reminders(ack_days=config.ack_reminder_days, nearing_days=config.due_soon_days),
         max_attachment=config.max_attachment_mb * 1024 * 1024,
     )
-    store.check_remote = cases.check_remote
+    store.set_rules(cases.check_remote, *CHECKED_ROOTS)
     store.add_indexer(cases.reindex)
     reporting = Reporting(
         db,

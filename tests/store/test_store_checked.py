@@ -10,7 +10,7 @@ import pytest
 
 from crypto.authorship import sign_update
 from crypto.identity import Identity
-from node.crdt import CrdtDocument, DocumentChange
+from node.crdt import CrdtDocument, DocumentChange, DocView
 from node.documents import DocumentStore
 from node.storage import Database
 from sync.errors import UpdateRejected
@@ -35,7 +35,7 @@ def carol(tmp_path: Path) -> Iterator[tuple[DocumentStore, list[tuple[str, dict[
     db = Database(tmp_path / "carol.db", os.urandom(32))
     seen: list[tuple[str, dict[str, object], dict[str, object]]] = []
 
-    def rule(doc_id: str, author: str, before: CrdtDocument, after: CrdtDocument) -> None:
+    def rule(doc_id: str, author: str, before: DocView, after: DocView) -> None:
         old, new = before.records("fields"), after.records("fields")
         seen.append((author, old, new))
         for key in set(old) | set(new):
@@ -45,7 +45,13 @@ def carol(tmp_path: Path) -> Iterator[tuple[DocumentStore, list[tuple[str, dict[
             raise UpdateRejected("not_permitted", "each author adds only its own messages")
 
     store = DocumentStore(
-        db, CAROL, author_key=KEYS.get, may_write=lambda d, a: True, check_remote=rule, checked=lambda d: True
+        db,
+        CAROL,
+        author_key=KEYS.get,
+        may_write=lambda d, a: True,
+        check_remote=rule,
+        checked_roots=(("fields",), ("thread",)),
+        checked=lambda d: True,
     )
     store.load()
     yield store, seen
