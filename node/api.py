@@ -65,7 +65,11 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
+    """200 while the node serves; "degraded" says its disk refuses writes (restarting would not help)."""
+    storage = request.app[NODE_KEY].db.health()
+    if storage.state == "ok":
+        return json_response({"status": "ok"})
+    return json_response({"status": "degraded", "storage": storage.state, "detail": storage.detail})
 
 
 async def get_node(request: web.Request) -> web.Response:

@@ -17,11 +17,13 @@ from aiohttp import web
 
 from node import blob_sync
 from node.api import add_routes, auth_middleware, error_middleware
+from node.errors import StorageError
 from node.lan_offers import CARD_PATH
 from node.metrics import setup_metrics
 from node.policy import is_case
 from node.reporting import INTERVALS
 from node.runtime import NODE_KEY, Node
+from node.storage import fault_behind
 from node.tls import client_session
 from sync.blob_transfer import BlobRequestChecker
 from sync.blob_transport import BLOB_PATH, blob_handler
@@ -47,6 +49,10 @@ async def _every(seconds: float, work: Callable[[], object], name: str) -> None:
         await asyncio.sleep(seconds)
         try:
             work()
+        except StorageError as exc:
+            if fault_behind(exc) is None:
+                log.warning("background task %s could not write: %s", name, exc)
+            # else the database logged the disk fault once; the task tries again next time
         except Exception:  # keep the node running; the log says what failed
             log.exception("background task %s failed", name)
 
@@ -78,6 +84,9 @@ async def _report_on_schedule(node: Node) -> None:
     while True:
         try:
             node.reporting.scheduled()
+        except StorageError as exc:  # the next run tries again
+            if fault_behind(exc) is None:
+                log.warning("scheduled statistics report could not be stored: %s", exc)
         except Exception:  # the next run tries again; the log says what failed
             log.exception("scheduled statistics report failed")
         await asyncio.sleep(INTERVALS.get(node.reporting.schedule, INTERVALS["daily"]))
@@ -187,10 +196,24 @@ async def forwarded_middleware(request: web.Request, handler: Handler) -> web.St
     return await handler(request.clone(**changes) if changes else request)  # type: ignore[arg-type]
 
 
+@web.middleware
+async def storage_fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A change the disk refused reaches the caller as that fault (507 full, 503 read-only), with what the
+    operator must do, however the layers between wrapped it."""
+    try:
+        return await handler(request)
+    except (StorageError, OSError) as exc:
+        fault = fault_behind(exc)
+        if fault is None or fault is exc:
+            raise
+        raise fault from exc
+
+
 def create_app(node: Node) -> web.Application:
     middlewares = [forwarded_middleware] if node.config.behind_proxy else []
     app = web.Application(
-        middlewares=[*middlewares, error_middleware, auth_middleware], client_max_size=2 * 1024 * 1024
+        middlewares=[*middlewares, error_middleware, storage_fault_middleware, auth_middleware],
+        client_max_size=2 * 1024 * 1024,
     )
     app[NODE_KEY] = node
     add_routes(app)

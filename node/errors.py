@@ -36,6 +36,18 @@ class StorageError(NodeError):
     http_status = 503
 
 
+class StorageFull(StorageError):
+    """The disk holding the node's database is full, so nothing was changed; free space on it and writes resume."""
+
+    http_status = 507
+
+
+class StorageReadOnly(StorageError):
+    """The node's database cannot be written (read-only or failing disk), so nothing was changed; reads still work."""
+
+    http_status = 503
+
+
 class SchemaTooNew(StorageError):
     """The database was written by a newer version of SEAJust Node; upgrade before starting it."""
 

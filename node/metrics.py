@@ -2,10 +2,11 @@
 
 Most figures are read from the node when scraped (a collector), so they cannot drift from what the
 node reports elsewhere: whether each peer is connected, how long since it last synced, how many
-signed updates wait for it (its outbox), refused input by reason, relay rounds, documents and cases.
-Request latency is a histogram kept by a middleware, labelled by route pattern (never the concrete
-path, which holds case IDs) and status class. Each app has its own registry, so several nodes in one
-process (tests) do not mix figures.
+signed updates wait for it (its outbox), refused input by reason, relay rounds, documents and cases,
+whether the database takes writes and how many writes its disk refused. Request latency is a
+histogram kept by a middleware, labelled by route pattern (never the concrete path, which holds
+case IDs) and status class. Each app has its own registry, so several nodes in one process (tests)
+do not mix figures.
 """
 
 from __future__ import annotations
@@ -88,6 +89,18 @@ class NodeCollector(Collector):
         yield GaugeMetricFamily(
             "seajust_revoked_nodes", "Nodes revoked from the network", value=len(node.peers.revoked)
         )
+        storage = node.db.health()
+        yield GaugeMetricFamily(
+            "seajust_storage_writable",
+            "1 if the database takes writes, 0 while its disk is full or read-only",
+            value=1.0 if storage.state == "ok" else 0.0,
+        )
+        refused = CounterMetricFamily(
+            "seajust_storage_refused_writes", "Writes the disk refused since the node started", labels=["cause"]
+        )
+        for cause in ("full", "read_only"):
+            refused.add_metric([cause], float(storage.refused.get(cause, 0)))
+        yield refused
 
 
 def setup_metrics(app: web.Application) -> None:

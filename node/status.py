@@ -1,13 +1,15 @@
 """`seajust status HOME`: the node's health on one screen, for an operator with no web browser at hand.
 
 Read from the node's database and files only, so it works whether the node runs or not (when it runs,
-outboxes are as of its last flush, a few seconds old). It lists what needs attention first: peers not
-heard from for a day, refused input in the last 24 hours, a key rotation waiting to be finished, a
-node that does not answer. Nothing in it is case content.
+outboxes are as of its last flush, a few seconds old). It lists what needs attention first: a database
+that cannot be written (full or read-only disk: checked with a write that changes nothing) or a disk
+nearly full, peers not heard from for a day, refused input in the last 24 hours, a key rotation
+waiting to be finished, a node that does not answer. Nothing in it is case content.
 """
 
 from __future__ import annotations
 
+import shutil
 import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -16,6 +18,8 @@ from node import key_rotation
 from node.runtime import Node
 
 QUIET_AFTER: Final = timedelta(days=1)
+STORAGE_STATES: Final = {"ok": "ok (takes writes)", "full": "DISK FULL", "read_only": "READ-ONLY"}
+LOW_DISK: Final = 64 * 1024 * 1024  # bytes free on the home's disk below which status asks for attention
 
 
 def answers(host: str, port: int) -> bool:
@@ -34,11 +38,28 @@ def _size(path: Any) -> int:
         return 0
 
 
+def _free_bytes(path: Any) -> int | None:
+    try:
+        return int(shutil.disk_usage(path).free)
+    except OSError:
+        return None
+
+
+def storage_summary(node: Node) -> tuple[dict[str, Any], list[str]]:
+    """Whether the database takes a write now, and the free space on the home's disk; and their warnings."""
+    health = node.db.health(probe=True)
+    free = _free_bytes(node.home.path)
+    warnings = [health.detail] if health.detail else []
+    if health.state == "ok" and free is not None and free < LOW_DISK:
+        warnings.append(f"only {free // (1024 * 1024)} MiB free on the disk holding the node's home")
+    return {"state": health.state, "detail": health.detail, "disk_free_bytes": free}, warnings
+
+
 def summarise(node: Node, *, now: datetime | None = None) -> dict[str, Any]:
     now = now or datetime.now(UTC)
     running = answers(node.config.host, node.config.port)
     peers = []
-    warnings: list[str] = []
+    storage, warnings = storage_summary(node)
     for peer in sorted(node.peers.all(), key=lambda p: (p.country, p.name)):
         status = node.peer_status(peer)
         last = status["last_sync"]
@@ -69,6 +90,7 @@ def summarise(node: Node, *, now: datetime | None = None) -> dict[str, Any]:
         "healthy": not warnings,
         "warnings": warnings,
         "schema_version": node.db.schema_version(),
+        "storage": storage,
         "network": roster.network,
         "standing": roster.standing(node.node_id),
         "key_rotations": len(node.identity.rotations),
@@ -90,6 +112,11 @@ def render(summary: dict[str, Any]) -> str:
         f"schema {summary['schema_version']}  key rotations {summary['key_rotations']}",
     ]
     lines += [f"  ! {w}" for w in summary["warnings"]]
+    free = summary["storage"]["disk_free_bytes"]
+    lines.append(
+        f"storage: {STORAGE_STATES.get(summary['storage']['state'], 'ATTENTION')}  "
+        f"disk free {'unknown' if free is None else f'{free // (1024 * 1024)} MiB'}"
+    )
     network = summary["network"] or "none (bilateral trust only)"
     lines.append(
         f"network: {network}  standing: {summary['standing'] or '-'}  revoked nodes: {summary['revoked_nodes']}"

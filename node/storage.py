@@ -5,22 +5,37 @@ The database key is 32 random bytes kept in the passphrase-encrypted key file (s
 the passphrase does not re-encrypt the database. Writes go through `write()`, which holds
 `BEGIN IMMEDIATE` for the whole unit of work so a half-applied change is never visible and
 an acknowledged change is on disk (synchronous=FULL) before the caller returns.
+
+When the disk refuses a write (full, read-only, failing), `write()` raises `StorageFull` or
+`StorageReadOnly`, which say what the operator must do; nothing of the unit of work is kept,
+reads go on, and the refusal is logged once and counted (`health()`). No restart is needed once
+the disk is fixed: the next write, or a probe from `health()`, finds the database writable again,
+reopening the connection first in case SQLite could only open it read-only.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+from urllib.parse import quote
 
 import sqlcipher3
 import sqlite_utils
 
-from node.errors import SchemaTooNew, StorageError
+from node.errors import SchemaTooNew, StorageError, StorageFull, StorageReadOnly
 from node.migrations import LATEST_VERSION, MIGRATIONS
+
+log = logging.getLogger(__name__)
 
 DB_NAME = "node.db"
 
@@ -28,20 +43,101 @@ DatabaseErrors: tuple[type[Exception], ...] = (sqlcipher3.DatabaseError, sqlite3
 # What a failed write can raise: the driver's errors, and ours for "not writable".
 WriteErrors: tuple[type[Exception], ...] = (*DatabaseErrors, StorageError)
 
+# SQLite's primary result codes that mean the disk, not the request, refused a write.
+SQLITE_READONLY: Final = 8
+SQLITE_IOERR: Final = 10
+SQLITE_FULL: Final = 13
+SQLITE_CANTOPEN: Final = 14
+SQLITE_IOERR_NOMEM: Final = 3082  # out of memory, not a disk fault
+RETRY_EVERY: Final = 1.0  # seconds between attempts to write again after the disk refused
 
-def _connect(path: Path, key: bytes) -> Any:
-    if len(key) != 32:
-        raise StorageError("database key has the wrong length")
-    conn = sqlcipher3.connect(str(path), isolation_level=None, check_same_thread=False)
+FULL_MESSAGE: Final = (
+    "the disk holding the node's database is full, so nothing was changed; free space on it and the node "
+    "takes changes again by itself (no restart needed)"
+)
+READ_ONLY_MESSAGE: Final = (
+    "the node's database cannot be written ({why}), so nothing was changed; reads still work. Make the "
+    "node's home writable again and the node takes changes again by itself (no restart needed)"
+)
+
+
+def storage_fault(exc: BaseException) -> StorageFull | StorageReadOnly | None:
+    """The operator's error for a driver error that means the disk refuses writes; None for any other."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if not isinstance(code, int) or code == SQLITE_IOERR_NOMEM:
+        return None
+    primary = code & 0xFF
+    if primary == SQLITE_FULL:
+        return StorageFull(FULL_MESSAGE)
+    if primary in (SQLITE_READONLY, SQLITE_CANTOPEN):
+        return StorageReadOnly(READ_ONLY_MESSAGE.format(why="the disk or the database file is read-only"))
+    if primary == SQLITE_IOERR:
+        return StorageReadOnly(READ_ONLY_MESSAGE.format(why="the disk reported an I/O error; see the system log"))
+    return None
+
+
+def fault_behind(exc: BaseException) -> StorageFull | StorageReadOnly | None:
+    """The disk fault behind `exc`, which may wrap it (the document store's errors do), or None.
+
+    A file the node writes beside its database (an attachment) fails with the OS's own error.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, StorageFull | StorageReadOnly):
+            return current
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return StorageFull(FULL_MESSAGE)
+        if isinstance(current, OSError) and current.errno == errno.EROFS:
+            return StorageReadOnly(READ_ONLY_MESSAGE.format(why="the disk is read-only"))
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+@dataclass(frozen=True)
+class StorageHealth:
+    """Whether the database takes writes, for /healthz, /metrics and `seajust status`."""
+
+    state: str  # "ok", "full" or "read_only"
+    detail: str | None  # what the operator must do, while not ok
+    since: str | None  # when writes were first refused (UTC, ISO 8601), while not ok
+    refused: Mapping[str, int]  # writes refused since the database was opened, by state
+
+
+def _state_of(fault: StorageError | None) -> str:
+    if fault is None:
+        return "ok"
+    return "full" if isinstance(fault, StorageFull) else "read_only"
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _key_database(conn: Any, key: bytes) -> None:
     # A raw key skips SQLCipher's own KDF: ours is already 256 random bits.
     conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
     try:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except DatabaseErrors as exc:
         conn.close()
+        fault = storage_fault(exc)
+        if fault is not None:
+            raise fault from exc
         raise StorageError(
             "the database cannot be opened with this node's key (wrong key or not a node database)"
         ) from exc
+
+
+def _connect(path: Path, key: bytes) -> Any:
+    if len(key) != 32:
+        raise StorageError("database key has the wrong length")
+    conn = sqlcipher3.connect(str(path), isolation_level=None, check_same_thread=False)
+    _key_database(conn, key)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA busy_timeout = 10000")
@@ -78,15 +174,41 @@ def backup_database(source: Path, key: bytes, target: Path) -> int:
         src.close()
 
 
+def _connect_read_only(path: Path, key: bytes) -> Any:
+    """A connection to a database whose folder cannot be written, so SQLite cannot create its WAL index.
+
+    Opened as immutable, which is true while the folder stays read-only; only when no WAL file is
+    left over, since committed changes in one would be missed.
+    """
+    if _file_size(path.with_name(path.name + "-wal")):
+        raise StorageReadOnly(
+            READ_ONLY_MESSAGE.format(why="its folder is read-only and it has changes not yet merged from its WAL file")
+        )
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro&immutable=1"
+    conn = sqlcipher3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    _key_database(conn, key)
+    return conn
+
+
 class Database:
     """The one connection a process holds; `write()` serialises writers within the process."""
 
-    def __init__(self, path: Path, key: bytes) -> None:
+    def __init__(self, path: Path, key: bytes, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.path = path
-        self._conn = _connect(path, key)
-        self.db = sqlite_utils.Database(self._conn)
+        self._key = key
+        self._clock = clock
         self._lock = threading.RLock()
         self._depth = 0
+        self._fault: StorageFull | StorageReadOnly | None = None
+        self._since: str | None = None
+        self._retry_at = 0.0
+        self.refused: Counter[str] = Counter()
+        try:
+            self._conn = _connect(path, key)
+        except StorageReadOnly as exc:
+            self._conn = _connect_read_only(path, key)
+            self._refuse(exc)
+        self.db = sqlite_utils.Database(self._conn)
         self._migrate()
 
     def _migrate(self) -> None:
@@ -101,12 +223,17 @@ class Database:
                 db.execute(f"PRAGMA user_version = {number + 1}")
 
     def schema_version(self) -> int:
-        row = self._conn.execute("PRAGMA user_version").fetchone()
-        return int(row[0])
+        with self._lock:
+            row = self._conn.execute("PRAGMA user_version").fetchone()
+            return int(row[0])
 
     @contextmanager
     def write(self) -> Iterator[sqlite_utils.Database]:
-        """A unit of work under `BEGIN IMMEDIATE`; nested calls join the outer transaction."""
+        """A unit of work under `BEGIN IMMEDIATE`; nested calls join the outer transaction.
+
+        A disk fault, from the unit of work or its commit, is raised as `StorageFull` or
+        `StorageReadOnly`; any other error of the unit of work as it was.
+        """
         with self._lock:
             if self._depth:
                 self._depth += 1
@@ -115,19 +242,85 @@ class Database:
                 finally:
                     self._depth -= 1
                 return
+            if self._fault is not None:
+                self._reopen()
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
             except DatabaseErrors as exc:
-                raise StorageError(f"the database is not writable: {exc}") from exc
+                fault = storage_fault(exc)
+                if fault is None:
+                    raise StorageError(f"the database is not writable: {exc}") from exc
+                self._refuse(fault)
+                raise fault from exc
             self._depth = 1
+            changes = self._conn.total_changes
             try:
                 yield self.db
                 self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+            except BaseException as exc:
+                self._rollback()
+                fault = storage_fault(exc)
+                if fault is None:
+                    raise
+                self._refuse(fault)
+                raise fault from exc
+            else:
+                if self._fault is not None and self._conn.total_changes != changes:
+                    self._recovered()  # rows were committed: the disk takes writes again
             finally:
                 self._depth = 0
+
+    def health(self, *, probe: bool = False) -> StorageHealth:
+        """Whether the database takes writes. A probe rewrites the schema version as it is (one page): done
+        when asked, and while writes are refused (at most every `RETRY_EVERY` seconds), so recovery shows
+        even when nothing else writes."""
+        with self._lock:
+            now = self._clock()
+            if (probe or (self._fault is not None and now >= self._retry_at)) and not self._depth:
+                self._retry_at = now  # due now, reopening first if writes were refused as read-only
+                with suppress(StorageError):
+                    with self.write() as db:
+                        db.execute(f"PRAGMA user_version = {self.schema_version()}")
+                    self._recovered()
+                self._retry_at = max(self._retry_at, now + RETRY_EVERY)
+            fault = self._fault
+            return StorageHealth(_state_of(fault), fault.message if fault else None, self._since, dict(self.refused))
+
+    def _rollback(self) -> None:
+        # After a disk fault SQLite may have rolled the transaction back already.
+        if self._conn.in_transaction:
+            with suppress(*DatabaseErrors):
+                self._conn.execute("ROLLBACK")
+
+    def _refuse(self, fault: StorageFull | StorageReadOnly) -> None:
+        state = _state_of(fault)
+        self.refused[state] += 1
+        if _state_of(self._fault) != state:  # logged once per fault, not per refused write
+            log.warning("the database refuses writes: %s", fault.message)
+            self._retry_at = self._clock() + RETRY_EVERY
+            self._since = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        self._fault = fault
+
+    def _recovered(self) -> None:
+        if self._fault is None:
+            return
+        log.warning("the database takes writes again (%s since %s)", _state_of(self._fault), self._since)
+        self._fault = None
+        self._since = None
+
+    def _reopen(self) -> None:
+        """After the disk refused writes as read-only, open the database anew (at most every `RETRY_EVERY`
+        seconds): a connection SQLite opened read-only stays so even once the disk is writable again."""
+        if not isinstance(self._fault, StorageReadOnly) or self._clock() < self._retry_at:
+            return
+        self._retry_at = self._clock() + RETRY_EVERY
+        try:
+            conn = _connect(self.path, self._key)
+        except StorageError:
+            return
+        self._conn.close()
+        self._conn = conn
+        self.db = sqlite_utils.Database(conn)
 
     def query(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
