@@ -40,7 +40,7 @@ from crypto.identity import Identity
 from node.crdt import CrdtDocument, CrdtError, DocumentChange, DocView, check_update, merge_updates
 from node.errors import CatchingUp, Forbidden, StorageError
 from node.storage import Database, WriteErrors
-from sync.errors import UpdateRejected
+from sync.errors import ReplicaUnavailable, UpdateRejected
 from sync.messages import SignedUpdate, VersionVector
 from sync.versions import missing_for
 
@@ -218,7 +218,10 @@ class DocumentStore:
     def accept_grants(self, grants: Sequence[bytes], *, via: str) -> None:
         if self._keys is None:
             raise UpdateRejected("no_key", "this node keeps no document keys")
-        self._keys.accept_grants(grants, via=via)
+        try:
+            self._keys.accept_grants(grants, via=via)
+        except WriteErrors as exc:
+            raise ReplicaUnavailable("received key grants could not be stored") from exc
 
     def set_rules(self, check: RemoteCheck, collections: Sequence[str], lists: Sequence[str]) -> None:
         """Judge peers' updates with `check`, which compares these collections and lists before and after each."""
@@ -283,6 +286,9 @@ class DocumentStore:
                     self._snapshot(db, doc_id, held, {**held.versions, self._me: seq})
                 for indexer in self._indexers:
                     indexer(db, doc_id, held.crdt)
+        except StorageError:  # already says why (the disk is full, read-only, ...)
+            self._reload(doc_id)
+            raise
         except WriteErrors as exc:
             self._reload(doc_id)
             raise StorageError("the change could not be stored; nothing was changed") from exc
@@ -365,10 +371,14 @@ class DocumentStore:
                         self._snapshot(db, doc_id, held, held.versions)
                     for indexer in self._indexers:
                         indexer(db, doc_id, held.crdt)
-        except WriteErrors + (CrdtError,) as exc:  # noqa: RUF005 - mypy needs a typed tuple here
+        except CrdtError as exc:
             for doc_id in touched:
                 self._reload(doc_id)
-            raise StorageError("received updates could not be stored") from exc
+            raise UpdateRejected("malformed_update", "update cannot be applied") from exc
+        except WriteErrors as exc:
+            for doc_id in touched:
+                self._reload(doc_id)
+            raise ReplicaUnavailable("received updates could not be stored") from exc
         except BaseException:
             for doc_id in touched:
                 self._reload(doc_id)

@@ -30,7 +30,7 @@ from typing import Protocol
 
 from crypto.errors import EnvelopeRejected
 from crypto.identity import Identity
-from sync.errors import ProtocolError, RemoteProtocolError, UpdateRejected
+from sync.errors import ProtocolError, RemoteProtocolError, ReplicaUnavailable, UpdateRejected
 from sync.messages import MAX_GRANTS_PER_MESSAGE, Grants, SignedUpdate, Updates, Versions, VersionVector
 from sync.protocol import (
     SEALED,
@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 
 MAX_ENTRIES_PER_PUSH = 2_000
 MAX_QUEUED_MESSAGES = 10_000
+# A session whose updates this node could not store is kept open but idle this long, then closed, so the peer
+# neither redials at once nor re-sends everything while the disk refuses writes, and offers it all again later.
+STALL_SECONDS = 10.0
 
 
 class ApplyOutcome(Protocol):
@@ -71,7 +74,9 @@ class Replica(Protocol):
 
     def entries_missing(self, doc_id: str, have: VersionVector) -> list[SignedUpdate]: ...
 
-    def apply_remote(self, entries: Sequence[SignedUpdate], *, via: str) -> ApplyOutcome: ...
+    def apply_remote(self, entries: Sequence[SignedUpdate], *, via: str) -> ApplyOutcome:
+        """Verify and store entries durably; UpdateRejected for the peer's fault, ReplicaUnavailable for ours."""
+        ...
 
     def key_grant(self, doc_id: str) -> bytes | None:
         """The key grant a peer needs to read the document (None: the document is not encrypted)."""
@@ -98,6 +103,7 @@ class Connection:
     queue: asyncio.Queue[bytes | None]
     close_link: Callable[[], Awaitable[object]]
     granted: set[str] = field(default_factory=set)  # encrypted documents whose key grant went out on this link
+    stalled: bool = False  # this node could not store what came on it: ignore the rest until it closes
 
     @property
     def peer_id(self) -> str | None:
@@ -273,6 +279,8 @@ class SyncEngine:
         for pending in session.data_to_send():
             self._enqueue(conn, pending)
         for event in events:
+            if conn.stalled and isinstance(event, UpdatesReceived | GrantsReceived):
+                continue
             if isinstance(event, KeysSwitched):
                 self.on_keys_switched(event.peer_id)
             elif isinstance(event, Established):
@@ -336,6 +344,9 @@ class SyncEngine:
         except UpdateRejected as exc:
             self._rejections.record(peer, exc.reason, exc.message)
             return
+        except ReplicaUnavailable:
+            self._stall(conn)
+            return
         held = self._replica.versions(updates.doc_id)
         sent: VersionVector = {}
         for entry in updates.entries:
@@ -355,6 +366,18 @@ class SyncEngine:
             self._replica.accept_grants(grants.grants, via=peer)
         except UpdateRejected as exc:
             self._rejections.record(peer, exc.reason, exc.message)
+        except ReplicaUnavailable:
+            self._stall(conn)
+
+    def _stall(self, conn: Link) -> None:
+        """What a peer sent could not be stored here: acknowledge nothing more on this link (see STALL_SECONDS).
+        Mail re-raises, so the round fails and the relay keeps the mail for the next one."""
+        if isinstance(conn, MailLink):
+            raise ReplicaUnavailable("what a peer mailed could not be stored")
+        if not conn.stalled:
+            conn.stalled = True
+            log.warning("could not store what %s sent; the session ends in %.0f s", conn.peer_id, STALL_SECONDS)
+            asyncio.get_running_loop().call_later(STALL_SECONDS, self._close, conn)
 
     # -- outgoing -------------------------------------------------------------------------
 

@@ -25,3 +25,8 @@ class UpdateRejected(SeajustError):
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
+
+
+class ReplicaUnavailable(SeajustError):
+    """This node could not store what a peer sent (its disk refuses writes): nothing of it is acknowledged, and
+    the peer offers it again on a later session. Not the peer's fault, so never counted as a rejection."""

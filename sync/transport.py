@@ -109,6 +109,8 @@ class Dialer:
                     connected = await self._dial(peer_id, address)
                 except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                     log.debug("dialling %s at %s failed: %s", peer_id, address, type(exc).__name__)
+                except Exception:  # a bug must not end this task: the peer would never be dialled again
+                    log.exception("session with %s at %s failed", peer_id, address)
                 if connected:
                     break
             if connected:
