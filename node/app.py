@@ -92,6 +92,24 @@ async def _report_on_schedule(node: Node) -> None:
         await asyncio.sleep(INTERVALS.get(node.reporting.schedule, INTERVALS["daily"]))
 
 
+async def _group_commits_ctx(app: web.Application) -> AsyncIterator[None]:
+    """While the node serves, the document store's writes of one loop turn share a commit (node.storage)."""
+    node = app[NODE_KEY]
+    node.db.group_commits(asyncio.get_running_loop())
+    yield
+    node.db.stop_grouping()
+
+
+@web.middleware
+async def durable_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """No answer says a change was made before it is committed; if the commit fails, the answer says so."""
+    db = request.app[NODE_KEY].db
+    mark = db.commit_mark()
+    response = await handler(request)
+    await db.durable(mark)
+    return response
+
+
 async def _sync_ctx(app: web.Application) -> AsyncIterator[None]:
     node = app[NODE_KEY]
     http = client_session(node.config.peer_tls)
@@ -212,7 +230,7 @@ async def storage_fault_middleware(request: web.Request, handler: Handler) -> we
 def create_app(node: Node) -> web.Application:
     middlewares = [forwarded_middleware] if node.config.behind_proxy else []
     app = web.Application(
-        middlewares=[*middlewares, error_middleware, storage_fault_middleware, auth_middleware],
+        middlewares=[*middlewares, error_middleware, storage_fault_middleware, durable_middleware, auth_middleware],
         client_max_size=2 * 1024 * 1024,
     )
     app[NODE_KEY] = node
@@ -223,6 +241,7 @@ def create_app(node: Node) -> web.Application:
     app.router.add_post(INVITE_PATH, _invitation_handler(node))
     app.router.add_get(CARD_PATH, _card_handler(node))
     setup_ui(app)
+    app.cleanup_ctx.append(_group_commits_ctx)
     app.cleanup_ctx.append(_sync_ctx)
     app.on_shutdown.append(_close_sessions)
     return app

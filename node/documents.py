@@ -278,7 +278,7 @@ class DocumentStore:
             sign_update(self._identity, doc_id=doc_id, seq_from=seq, seq_to=seq, update=body),
         )
         try:
-            with self._db.write() as db:
+            with self._db.write(grouped=True) as db:
                 self._insert(db, entry)
                 self._audit(db, actor, action, doc_id, subject)
                 held.since_snapshot += 1
@@ -298,7 +298,8 @@ class DocumentStore:
         held.versions[self._me] = seq
         self._versions[doc_id] = dict(held.versions)
         self._keep(doc_id, held)
-        self._notify([entry], None)
+        self._db.on_abort(lambda: self._reload(doc_id))
+        self._db.after_commit(lambda: self._notify([entry], None))  # durable before it leaves the node
         return entry
 
     def apply_remote(self, entries: Sequence[SignedUpdate], *, via: str) -> ApplyResult:
@@ -352,7 +353,7 @@ class DocumentStore:
             return ApplyResult([], gap)
         touched: dict[str, _Held] = {}
         try:
-            with self._db.write() as db:
+            with self._db.write(grouped=True) as db:
                 for entry in to_store:
                     held = touched.get(entry.doc_id) or self._held(entry.doc_id) or _Held(CrdtDocument())
                     touched[entry.doc_id] = held
@@ -386,7 +387,8 @@ class DocumentStore:
         for doc_id, held in touched.items():
             self._versions[doc_id] = dict(held.versions)
             self._keep(doc_id, held)
-        self._notify(to_store, via)
+        self._db.on_abort(lambda: [self._reload(doc_id) for doc_id in touched])
+        self._db.after_commit(lambda: self._notify(to_store, via))  # durable before it is forwarded
         return ApplyResult(to_store, gap)
 
     @staticmethod

@@ -308,6 +308,7 @@ def open_node(home_path: Path, passphrase: str) -> Node:
         entitled=policy.entitled,
         rejections=rejections,
         on_synced=lambda peer: node_holder[0].note_synced(peer) if node_holder else None,
+        durability=db,
     )
     store.on_stored(engine.push)
     node = Node(

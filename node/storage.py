@@ -6,6 +6,13 @@ the passphrase does not re-encrypt the database. Writes go through `write()`, wh
 `BEGIN IMMEDIATE` for the whole unit of work so a half-applied change is never visible and
 an acknowledged change is on disk (synchronous=FULL) before the caller returns.
 
+In a running node, the document store's units of work are *grouped*: those made in one turn of
+the event loop share one transaction (each in a SAVEPOINT, so a failing unit undoes only itself)
+and one commit at the start of the next turn. Nothing they wrote leaves the node before that
+commit: what must wait for it (pushing to peers, answering the API, acknowledging a peer) runs
+in `after_commit` or awaits `durable()`; if the commit fails, `on_abort` callbacks drop what the
+units had changed in memory. Every other write commits on its own, after any open group.
+
 When the disk refuses a write (full, read-only, failing), `write()` raises `StorageFull` or
 `StorageReadOnly`, which say what the operator must do; nothing of the unit of work is kept,
 reads go on, and the refusal is logged once and counted (`health()`). No restart is needed once
@@ -15,6 +22,7 @@ reopening the connection first in case SQLite could only open it read-only.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import sqlite3
@@ -49,6 +57,7 @@ SQLITE_IOERR: Final = 10
 SQLITE_FULL: Final = 13
 SQLITE_CANTOPEN: Final = 14
 SQLITE_IOERR_NOMEM: Final = 3082  # out of memory, not a disk fault
+FAILED_GROUPS_KEPT: Final = 64  # failed groups remembered for `durable` (a wait spans a few loop turns at most)
 RETRY_EVERY: Final = 1.0  # seconds between attempts to write again after the disk refused
 
 FULL_MESSAGE: Final = (
@@ -190,6 +199,18 @@ def _connect_read_only(path: Path, key: bytes) -> Any:
     return conn
 
 
+Callbacks = list[Callable[[], object]]
+
+
+class _Group:
+    """The transaction shared by the grouped units of work of one turn of the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, number: int) -> None:
+        self.number = number
+        self.done: asyncio.Future[None] = loop.create_future()
+        self.error: StorageError | None = None
+
+
 class Database:
     """The one connection a process holds; `write()` serialises writers within the process."""
 
@@ -203,6 +224,13 @@ class Database:
         self._since: str | None = None
         self._retry_at = 0.0
         self.refused: Counter[str] = Counter()
+        self._loop: asyncio.AbstractEventLoop | None = None  # set while units of work are grouped
+        self._loop_thread: int | None = None
+        self._group: _Group | None = None
+        self._groups = 0  # groups opened so far
+        self._failed: dict[int, StorageError] = {}  # the latest groups that did not commit, by number
+        self._after: list[Callable[[], object]] = []  # run once the open transaction commits
+        self._undo: list[Callable[[], object]] = []  # run if it does not
         try:
             self._conn = _connect(path, key)
         except StorageReadOnly as exc:
@@ -228,11 +256,13 @@ class Database:
             return int(row[0])
 
     @contextmanager
-    def write(self) -> Iterator[sqlite_utils.Database]:
+    def write(self, *, grouped: bool = False) -> Iterator[sqlite_utils.Database]:
         """A unit of work under `BEGIN IMMEDIATE`; nested calls join the outer transaction.
 
-        A disk fault, from the unit of work or its commit, is raised as `StorageFull` or
-        `StorageReadOnly`; any other error of the unit of work as it was.
+        `grouped`: the unit may share the transaction of this turn of the event loop (see the module
+        docstring); outside a running node it commits on its own like any other. A disk fault, from the
+        unit of work or its commit, is raised as `StorageFull` or `StorageReadOnly`; any other error of
+        the unit of work as it was.
         """
         with self._lock:
             if self._depth:
@@ -242,16 +272,15 @@ class Database:
                 finally:
                     self._depth -= 1
                 return
-            if self._fault is not None:
-                self._reopen()
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-            except DatabaseErrors as exc:
-                fault = storage_fault(exc)
-                if fault is None:
-                    raise StorageError(f"the database is not writable: {exc}") from exc
-                self._refuse(fault)
-                raise fault from exc
+            if grouped and self._groupable():
+                yield from self._grouped_unit()
+                return
+            # A unit on its own commits after what was grouped before it, which it may rely on (mail is
+            # acknowledged to the relay once the updates it carried are stored): if that failed, so does the unit.
+            failed = self._commit_group()
+            if failed is not None:
+                raise failed
+            self._begin()
             self._depth = 1
             changes = self._conn.total_changes
             try:
@@ -259,16 +288,171 @@ class Database:
                 self._conn.execute("COMMIT")
             except BaseException as exc:
                 self._rollback()
-                fault = storage_fault(exc)
+                self._run(self._undo, clear=self._after)
+                fault = self._fault_of(exc)
                 if fault is None:
                     raise
-                self._refuse(fault)
                 raise fault from exc
             else:
                 if self._fault is not None and self._conn.total_changes != changes:
                     self._recovered()  # rows were committed: the disk takes writes again
+                self._run(self._after, clear=self._undo)
             finally:
                 self._depth = 0
+
+    def _begin(self) -> None:
+        if self._fault is not None:
+            self._reopen()
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except DatabaseErrors as exc:
+            fault = storage_fault(exc)
+            if fault is None:
+                raise StorageError(f"the database is not writable: {exc}") from exc
+            self._refuse(fault)
+            raise fault from exc
+
+    def _fault_of(self, exc: BaseException) -> StorageFull | StorageReadOnly | None:
+        """The disk fault behind a failed unit of work (recorded), or None for the unit's own error."""
+        fault = storage_fault(exc)
+        if fault is not None:
+            self._refuse(fault)
+        return fault
+
+    def _grouped_unit(self) -> Iterator[sqlite_utils.Database]:
+        assert self._loop is not None
+        if self._group is None:
+            self._begin()
+            self._groups += 1
+            self._group = _Group(self._loop, self._groups)
+            self._loop.call_soon(self._commit_group)
+        self._conn.execute("SAVEPOINT unit")
+        self._depth = 1
+        try:
+            yield self.db
+            self._conn.execute("RELEASE unit")
+        except BaseException as exc:
+            fault = self._fault_of(exc)
+            try:
+                if not self._conn.in_transaction:
+                    raise StorageError("the transaction was rolled back")
+                self._conn.execute("ROLLBACK TO unit")
+                self._conn.execute("RELEASE unit")
+            except WriteErrors as lost:  # the whole group's transaction is gone with this unit
+                self._abort_group(fault or storage_fault(lost) or StorageError("the changes could not be stored"))
+            if fault is None:
+                raise
+            raise fault from exc
+        finally:
+            self._depth = 0
+
+    def _commit_group(self) -> StorageError | None:
+        """Commit the open group, if any; why it failed, or None."""
+        with self._lock:
+            group = self._group
+            if group is None or self._depth:
+                return None
+            self._group = None
+            try:
+                self._conn.execute("COMMIT")
+            except BaseException as exc:
+                self._rollback()
+                group.error = self._fault_of(exc) or StorageError("the changes could not be stored")
+                self._settle(group, self._undo, clear=self._after)
+                if not isinstance(exc, Exception):
+                    raise
+                return group.error
+            if self._fault is not None:
+                self._recovered()
+            self._settle(group, self._after, clear=self._undo)
+            return None
+
+    def _abort_group(self, failure: StorageError) -> None:
+        group, self._group = self._group, None
+        if group is None:
+            return
+        self._rollback()
+        group.error = failure
+        self._settle(group, self._undo, clear=self._after)
+
+    def _settle(
+        self, group: _Group, callbacks: list[Callable[[], object]], *, clear: list[Callable[[], object]]
+    ) -> None:
+        """Run what waited on a group's outcome and wake its waiters, on the event loop's thread."""
+        if group.error is not None:
+            self._failed[group.number] = group.error
+            for number in sorted(self._failed)[:-FAILED_GROUPS_KEPT]:
+                del self._failed[number]
+        if threading.get_ident() == self._loop_thread or self._loop is None:
+            self._run(callbacks, clear=clear)
+            if not group.done.done():
+                group.done.set_result(None)
+            return
+        todo = list(callbacks)
+        callbacks.clear()
+        clear.clear()
+        loop = self._loop
+
+        def settle() -> None:
+            self._run(todo, clear=[])
+            if not group.done.done():
+                group.done.set_result(None)
+
+        loop.call_soon_threadsafe(settle)
+
+    @staticmethod
+    def _run(callbacks: Callbacks, *, clear: Callbacks) -> None:
+        todo = list(callbacks)
+        callbacks.clear()
+        clear.clear()
+        for callback in todo:
+            try:
+                callback()
+            except Exception:  # one listener's bug must not stop the others, nor undo a commit
+                log.exception("a callback after a transaction failed")
+
+    def _groupable(self) -> bool:
+        return self._loop is not None and threading.get_ident() == self._loop_thread and self._fault is None
+
+    def group_commits(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Group the units of work that ask for it (see the module docstring); called on the loop's thread."""
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
+
+    def stop_grouping(self) -> None:
+        """Commit what is grouped, and let every unit of work commit on its own from now on."""
+        with self._lock:
+            self._commit_group()
+            self._loop = None
+            self._loop_thread = None
+
+    def after_commit(self, callback: Callable[[], object]) -> None:
+        """Run `callback` once what was written so far is durable (at once if nothing waits to commit)."""
+        with self._lock:
+            if self._group is None and not self._depth:
+                callback()
+            else:
+                self._after.append(callback)
+
+    def on_abort(self, callback: Callable[[], object]) -> None:
+        """Run `callback` if the open transaction does not commit (to drop what it changed in memory)."""
+        with self._lock:
+            if self._group is not None or self._depth:
+                self._undo.append(callback)
+
+    def commit_mark(self) -> int:
+        """A mark for `durable`: what is written from now on (and by the open group) is after it."""
+        return self._group.number - 1 if self._group is not None else self._groups
+
+    async def durable(self, since: int) -> None:
+        """Wait until what was written since `commit_mark()` returned `since` is committed; StorageError if a
+        group of that time did not commit (what was written then is gone, and nothing may say otherwise)."""
+        group = self._group
+        if group is not None and group.number > since:
+            await asyncio.shield(group.done)
+        failed = [error for number, error in self._failed.items() if number > since]
+        if failed:
+            raise failed[-1]
 
     def health(self, *, probe: bool = False) -> StorageHealth:
         """Whether the database takes writes. A probe rewrites the schema version as it is (one page): done
@@ -363,4 +547,5 @@ class Database:
 
     def close(self) -> None:
         with self._lock:
+            self._commit_group()
             self._conn.close()

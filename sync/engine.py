@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 MAX_ENTRIES_PER_PUSH = 2_000
 MAX_QUEUED_MESSAGES = 10_000
+MAX_ACKS_PER_MESSAGE = 1_000  # documents acknowledged in one partial Versions
 # A session whose updates this node could not store is kept open but idle this long, then closed, so the peer
 # neither redials at once nor re-sends everything while the disk refuses writes, and offers it all again later.
 STALL_SECONDS = 10.0
@@ -91,6 +92,16 @@ class Replica(Protocol):
         ...
 
 
+class Durability(Protocol):
+    """The replica's commits, when they are grouped (`node.storage`): a message waits for its own."""
+
+    def commit_mark(self) -> int: ...
+
+    async def durable(self, since: int) -> None:
+        """Return once what was stored since the mark is committed; raise if it could not be."""
+        ...
+
+
 class Rejections(Protocol):
     def record(self, peer: str | None, reason: str, detail: str) -> None: ...
 
@@ -100,10 +111,18 @@ class Connection:
     """One live, established session with a peer and its ordered outgoing queue."""
 
     session: SyncSession
-    queue: asyncio.Queue[bytes | None]
+    queue: asyncio.Queue[tuple[bytes, int] | None]  # (message, the replica's commit mark when it was queued)
     close_link: Callable[[], Awaitable[object]]
     granted: set[str] = field(default_factory=set)  # encrypted documents whose key grant went out on this link
     stalled: bool = False  # this node could not store what came on it: ignore the rest until it closes
+    # Sent together at the end of the loop turn (`SyncEngine._flush`): what a burst of messages asks for.
+    acks: dict[str, VersionVector] = field(default_factory=dict)  # documents to acknowledge
+    gaps: set[str] = field(default_factory=set)  # ... of which the peer must send what is missing
+    pushes: dict[str, list[SignedUpdate]] = field(default_factory=dict)  # new entries to send, by document
+    flushing: bool = False
+    flush_mark: int | None = None  # the replica's commit mark when the first of what is gathered was stored
+    direct: frozenset[str] | None = None  # the peers this peer last said it has sessions with (None: never said)
+    direct_sent: tuple[str, ...] | None = None  # what this node last said to it about its own sessions
 
     @property
     def peer_id(self) -> str | None:
@@ -146,8 +165,12 @@ class SyncEngine:
         on_synced: Callable[[str], None] = lambda peer: None,
         on_keys_switched: Callable[[str], None] = lambda peer: None,
         codec: EnvelopeCodec = SEALED,
+        durability: Durability | None = None,
     ) -> None:
         self.me = me
+        # Nothing this node sends (an acknowledgement, a forwarded update, a key grant) may get ahead of its own
+        # disk: each queued message waits for the commit of what was stored when it was queued.
+        self._durability = durability
         self._replica = replica
         self._peer_keys = peer_keys
         self._entitled = entitled
@@ -213,7 +236,7 @@ class SyncEngine:
         writer = asyncio.create_task(self._write(conn, send))
         try:
             if session.role is Role.DIALER:
-                conn.queue.put_nowait(session.initiate())
+                self._enqueue(conn, session.initiate())
             async for data in incoming:
                 if session.state is SessionState.CLOSED:
                     break
@@ -225,6 +248,8 @@ class SyncEngine:
             if peer and conn in self._connections.get(peer, []):
                 self._connections[peer].remove(conn)
                 log.info("session with %s closed", peer)
+                if not self._connections[peer]:
+                    self._lost(peer)
             with contextlib.suppress(asyncio.QueueFull):
                 conn.queue.put_nowait(None)
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that arrives as
@@ -238,28 +263,40 @@ class SyncEngine:
 
     async def _write(self, conn: Connection, send: Callable[[bytes], Awaitable[None]]) -> None:
         while True:
-            data = await conn.queue.get()
-            if data is None:
+            item = await conn.queue.get()
+            if item is None:
                 return
+            data, mark = item
             try:
+                if self._durability is not None:
+                    await self._durability.durable(mark)
                 await send(data)
             except (ConnectionError, RuntimeError, OSError):
                 conn.session.close()
                 return
+            except Exception:  # not stored after all (the disk refused the commit): what is queued must not go
+                log.warning("what was queued for %s could not be stored; closing the session", conn.peer_id)
+                self._close(conn)
+                return
 
-    def _enqueue(self, conn: Connection, data: bytes) -> None:
+    def _mark(self) -> int:
+        return self._durability.commit_mark() if self._durability is not None else 0
+
+    def _enqueue(self, conn: Connection, data: bytes, mark: int | None = None) -> None:
+        """Queue a message; it leaves once what the replica stored since `mark` (default: now) is committed."""
+        mark = self._mark() if mark is None else mark
         try:
-            conn.queue.put_nowait(data)
+            conn.queue.put_nowait((data, mark))
         except asyncio.QueueFull:
             # A peer that cannot keep up is dropped; it catches up from its versions next time.
             log.warning("outgoing queue to %s is full; closing the session", conn.peer_id)
             self._close(conn)
 
-    def _send(self, conn: Link, message: Versions | Updates | Grants) -> None:
+    def _send(self, conn: Link, message: Versions | Updates | Grants, mark: int | None = None) -> None:
         if isinstance(conn, MailLink):
             conn.outbox.append(message)
         elif conn.session.state is SessionState.ESTABLISHED:
-            self._enqueue(conn, conn.session.send(message))
+            self._enqueue(conn, conn.session.send(message), mark)
 
     # -- incoming -------------------------------------------------------------------------
 
@@ -301,17 +338,46 @@ class SyncEngine:
         widened = self._replica.widened_grants(list(docs))
         for start in range(0, len(widened), MAX_GRANTS_PER_MESSAGE):
             self._send(conn, Grants(grants=tuple(widened[start : start + MAX_GRANTS_PER_MESSAGE])))
-        self._send(conn, Versions(docs=docs, complete=True))
+        conn.direct_sent = self._direct()
+        self._send(conn, Versions(docs=docs, complete=True, direct=conn.direct_sent))
+        self._sessions_changed()
         self._on_synced(peer_id)
+
+    def _direct(self) -> tuple[str, ...]:
+        return tuple(sorted(p for p, conns in self._connections.items() if conns))
+
+    def _sessions_changed(self) -> None:
+        """Tell every connected peer whom this node now has sessions with (at the end of the loop turn)."""
+        for conns in self._connections.values():
+            for conn in conns[-1:]:
+                self._flush_soon(conn)
+
+    def _lost(self, peer: str) -> None:
+        """The last session with `peer` closed. Its entries stop arriving directly, and what it sent in its last
+        moments may not have come: ask every other peer for what this node lacks of the documents `peer` shares."""
+        self._sessions_changed()
+        for other, conns in self._connections.items():
+            if not conns or conns[-1].session.state is not SessionState.ESTABLISHED:
+                continue
+            docs = {
+                d: self._replica.versions(d)
+                for d in self._replica.doc_ids()
+                if self._entitled(d, peer) and self._entitled(d, other)
+            }
+            if docs:
+                self._send(conns[-1], Versions(docs=docs, complete=False, want_missing=True))
 
     def _versions_received(self, conn: Link, versions: Versions) -> None:
         peer = conn.peer_id
         assert peer is not None
+        if versions.direct is not None and isinstance(conn, Connection):
+            conn.direct = frozenset(versions.direct)
         docs = dict(versions.docs)
         if versions.complete:
             self._mailed.pop(peer, None)  # the peer's own word replaces what mail was assumed to deliver
             for doc_id in self._replica.doc_ids():
                 docs.setdefault(doc_id, {})
+        sends: list[tuple[str, list[SignedUpdate]]] = []  # grants first, for every document, then the entries
         for doc_id, have in docs.items():
             if not self._entitled(doc_id, peer):
                 continue
@@ -323,8 +389,10 @@ class SyncEngine:
             if not versions.want_missing or isinstance(conn, MailLink):
                 continue  # mail: `mail_for` sends what the peer lacks, once, with the rest of the round
             missing = self._replica.entries_missing(doc_id, have)
-            if missing and not have:
-                self._send_grant(conn, doc_id)
+            if missing:
+                sends.append((doc_id, missing))
+        self._send_grants(conn, [doc_id for doc_id, _ in sends if not docs[doc_id]])
+        for doc_id, missing in sends:
             for start in range(0, len(missing), MAX_ENTRIES_PER_PUSH):
                 chunk = tuple(missing[start : start + MAX_ENTRIES_PER_PUSH])
                 self._send(conn, Updates(doc_id=doc_id, entries=chunk))
@@ -339,6 +407,7 @@ class SyncEngine:
         if not self._entitled(updates.doc_id, self.me.node_id) or not self._entitled(updates.doc_id, peer):
             self._rejections.record(peer, "not_entitled", "document this node does not share with the peer")
             return
+        mark = self._mark()  # the acknowledgement waits for the commit of what this stores
         try:
             result = self._replica.apply_remote(updates.entries, via=peer)
         except UpdateRejected as exc:
@@ -353,8 +422,13 @@ class SyncEngine:
             sent[entry.author] = max(sent.get(entry.author, 0), entry.seq_to)
         self.cursors[peer][updates.doc_id] = merge(self.cursors[peer].get(updates.doc_id, {}), sent)
         self.dirty_cursors.add(peer)
-        if not isinstance(conn, MailLink) or result.gap:  # mail is acknowledged by the next complete list
-            self._send(conn, Versions(docs={updates.doc_id: held}, complete=False, want_missing=result.gap))
+        if isinstance(conn, Connection):
+            conn.acks[updates.doc_id] = held
+            if result.gap:
+                conn.gaps.add(updates.doc_id)
+            self._flush_soon(conn, mark)
+        elif result.gap:  # mail is acknowledged by the next complete list
+            self._send(conn, Versions(docs={updates.doc_id: held}, complete=False, want_missing=True))
         self._on_synced(peer)
         if result.stored:
             self.changed.set()
@@ -381,14 +455,56 @@ class SyncEngine:
 
     # -- outgoing -------------------------------------------------------------------------
 
-    def _send_grant(self, conn: Link, doc_id: str) -> None:
-        """A peer that holds nothing of an encrypted document first needs its key, once per link."""
-        if doc_id in conn.granted:
+    def _send_grants(self, conn: Link, doc_ids: Sequence[str], mark: int | None = None) -> None:
+        """A peer that holds nothing of an encrypted document first needs its key, once per link; many
+        documents' keys travel in one message (a catch-up of thousands of cases is not thousands of envelopes)."""
+        grants: list[bytes] = []
+        for doc_id in doc_ids:
+            if doc_id in conn.granted:
+                continue
+            grant = self._replica.key_grant(doc_id)
+            if grant is not None:
+                conn.granted.add(doc_id)
+                grants.append(grant)
+        for start in range(0, len(grants), MAX_GRANTS_PER_MESSAGE):
+            self._send(conn, Grants(grants=tuple(grants[start : start + MAX_GRANTS_PER_MESSAGE])), mark)
+
+    def _flush_soon(self, conn: Connection, mark: int | None = None) -> None:
+        mark = self._mark() if mark is None else mark
+        conn.flush_mark = mark if conn.flush_mark is None else min(conn.flush_mark, mark)
+        if not conn.flushing:
+            conn.flushing = True
+            asyncio.get_running_loop().call_soon(self._flush, conn)
+
+    def _flush(self, conn: Connection) -> None:
+        """Send what this loop turn gathered for a peer: the documents' keys it lacks, new entries (one message
+        per document however many changes made them), and one acknowledgement for every document received."""
+        conn.flushing = False
+        mark, conn.flush_mark = conn.flush_mark, None
+        pushes, conn.pushes = conn.pushes, {}
+        acks, conn.acks = conn.acks, {}
+        gaps, conn.gaps = conn.gaps, set()
+        if conn.session.state is not SessionState.ESTABLISHED:
             return
-        grant = self._replica.key_grant(doc_id)
-        if grant is not None:
-            conn.granted.add(doc_id)
-            self._send(conn, Grants(grants=(grant,)))
+        peer = conn.peer_id
+        assert peer is not None
+        direct = self._direct()
+        if conn.direct_sent != direct:
+            conn.direct_sent = direct
+            self._send(conn, Versions(docs={}, complete=False, want_missing=False, direct=direct), mark)
+        self._send_grants(conn, [d for d in pushes if not self.cursors[peer].get(d)], mark)
+        for doc_id, entries in pushes.items():
+            for start in range(0, len(entries), MAX_ENTRIES_PER_PUSH):
+                self._send(
+                    conn, Updates(doc_id=doc_id, entries=tuple(entries[start : start + MAX_ENTRIES_PER_PUSH])), mark
+                )
+        for want_missing, doc_ids in (
+            (True, [d for d in acks if d in gaps]),
+            (False, [d for d in acks if d not in gaps]),
+        ):
+            for start in range(0, len(doc_ids), MAX_ACKS_PER_MESSAGE):
+                chunk = {d: acks[d] for d in doc_ids[start : start + MAX_ACKS_PER_MESSAGE]}
+                self._send(conn, Versions(docs=chunk, complete=False, want_missing=want_missing), mark)
 
     # -- mail -----------------------------------------------------------------------------
 
@@ -423,7 +539,7 @@ class SyncEngine:
             if not missing:
                 continue
             if not known:
-                self._send_grant(link, doc_id)
+                self._send_grants(link, [doc_id])
             for start in range(0, len(missing), MAX_ENTRIES_PER_PUSH):
                 self._send(link, Updates(doc_id=doc_id, entries=tuple(missing[start : start + MAX_ENTRIES_PER_PUSH])))
             vector: VersionVector = {}
@@ -463,9 +579,14 @@ class SyncEngine:
                 if not self._entitled(doc_id, peer):
                     continue
                 cursor = self.cursors[peer].get(doc_id, {})
-                fresh = tuple(e for e in doc_entries if e.seq_to > cursor.get(e.author, 0))
+                # Not back to its author, nor what its author sends the peer itself (see Versions.direct).
+                skip = {peer} | (conn.direct or frozenset())
+                fresh = [
+                    e
+                    for e in doc_entries
+                    if e.seq_to > cursor.get(e.author, 0) and (e.author == self.me.node_id or e.author not in skip)
+                ]
                 if fresh:
-                    if not cursor:
-                        self._send_grant(conn, doc_id)
-                    self._send(conn, Updates(doc_id=doc_id, entries=fresh))
+                    conn.pushes.setdefault(doc_id, []).extend(fresh)
+                    self._flush_soon(conn)
         self.changed.set()

@@ -70,6 +70,10 @@ class Versions:
     docs: dict[str, VersionVector]
     complete: bool
     want_missing: bool = True
+    # The peers the sender now has live sessions with (sorted), when it says so: entries they write reach it
+    # directly, so the recipient does not forward them to it (in a full mesh of n nodes an edit travels n - 1
+    # times, not (n - 1)^2). Older nodes ignore the field and are forwarded everything, as before.
+    direct: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,7 @@ class Grants:
 Message = Hello | Versions | Updates | Grants
 MAX_GRANTS_PER_MESSAGE = 1_000
 MAX_GRANT_BYTES = 64 * 1024
+MAX_DIRECT_PEERS = 10_000  # peers a node says it has live sessions with
 
 
 def encode(message: Message) -> bytes:
@@ -109,6 +114,8 @@ def encode(message: Message) -> bytes:
             body["reply_to"] = b64e(message.reply_to)
     elif isinstance(message, Versions):
         body = {"t": "versions", "docs": message.docs, "complete": message.complete, "want": message.want_missing}
+        if message.direct is not None:
+            body["direct"] = list(message.direct)
     elif isinstance(message, Grants):
         body = {"t": "grants", "grants": [b64e(g) for g in message.grants]}
     else:
@@ -166,8 +173,14 @@ def decode(payload: bytes) -> Message:
             raise RemoteProtocolError("malformed", "versions needs docs, complete and want")
         if complete and not want:
             raise RemoteProtocolError("malformed", "a complete version list always wants what it lacks")
+        direct = body.get("direct")
+        if direct is not None and (not isinstance(direct, list) or len(direct) > MAX_DIRECT_PEERS):
+            raise RemoteProtocolError("malformed", "direct must be a list of node IDs")
         return Versions(
-            docs={_str(d, "doc"): _versions(v) for d, v in docs.items()}, complete=complete, want_missing=want
+            docs={_str(d, "doc"): _versions(v) for d, v in docs.items()},
+            complete=complete,
+            want_missing=want,
+            direct=None if direct is None else tuple(_str(n, "node", limit=64) for n in direct),
         )
     if kind == "updates":
         doc_id = _str(body.get("doc"), "doc")

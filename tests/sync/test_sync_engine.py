@@ -401,7 +401,8 @@ async def test_an_update_not_signed_by_its_claimed_author_is_refused(network: Ne
     body = forged_body()
     # Claims to be a's update number 2 of a's own part, signed with b's key over exactly those fields.
     forged = signed_by_another(b, a, 2, body)
-    b.engine.push([forged], None)
+    # Sent as a modified node would: an honest engine never sends a node entries in its own name.
+    b.engine._send(b.engine._connections[a.node_id][-1], Updates(doc_id=a.own_doc, entries=(forged,)))
     await network.until(lambda: a.rejections.records != [], "a to refuse the update")
     assert a.rejections.reasons == ["bad_update_signature"]
     assert (a.contacts(a), a.log_rows(a.own_doc)) == before
