@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from node.accounts import normal_username
 from node.case_index import CaseFilter
@@ -151,6 +152,25 @@ async def _read_limited(stream: Any, limit: int) -> bytes:
         chunks.append(chunk)
 
 
+async def _read_form(request: web.Request, limit: int) -> tuple[str | None, str, bytes | None, dict[str, str]]:
+    """The file part (name, media type, bytes) and the text fields of an attachment upload form."""
+    name: str | None = None
+    media_type = ""
+    data: bytes | None = None
+    meta: dict[str, str] = {}
+    reader = await request.multipart()
+    async for part in reader:
+        if not isinstance(part, BodyPartReader):
+            continue
+        if part.name == "file":
+            name = part.filename
+            media_type = part.headers.get("Content-Type", "")
+            data = await _read_limited(part, limit)
+        elif part.name in ("language", "translation", "translation_of"):
+            meta[part.name] = (await part.text())[:100]
+    return name, media_type, data, meta
+
+
 async def upload_attachment(request: web.Request) -> web.Response:
     """multipart/form-data with a `file` part (and `language`, `translation`, `translation_of` fields),
     or the raw file as the body with `?name=` and the file's Content-Type."""
@@ -161,16 +181,10 @@ async def upload_attachment(request: web.Request) -> web.Response:
     name: str | None = None
     media_type = ""
     if request.content_type == "multipart/form-data":
-        reader = await request.multipart()
-        async for part in reader:
-            if not isinstance(part, BodyPartReader):
-                continue
-            if part.name == "file":
-                name = part.filename
-                media_type = part.headers.get("Content-Type", "")
-                data = await _read_limited(part, limit)
-            elif part.name in ("language", "translation", "translation_of"):
-                meta[part.name] = (await part.text())[:100]
+        try:
+            name, media_type, data, meta = await _read_form(request, limit)
+        except (HttpProcessingError, ValueError, LookupError) as exc:  # bad boundary, part header or charset
+            raise BadRequest("the body is not a well-formed multipart/form-data form") from exc
         if data is None:
             raise BadRequest("send the file in a form field named 'file'")
     else:

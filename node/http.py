@@ -25,9 +25,30 @@ async def read_json(request: web.Request) -> Any:
     if request.content_type != "application/json":
         raise BadRequest("send the request body as JSON with Content-Type: application/json")
     try:
-        return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest("the request body is not valid JSON") from exc
+    if not _is_unicode(body):
+        raise BadRequest("the request body holds text that is not valid Unicode (a lone surrogate escape)")
+    return body
+
+
+def _is_unicode(value: Any) -> bool:
+    """JSON may escape a lone surrogate (`"\\ud800"`), which no document, database or response can hold."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending += item.keys()
+            pending += item.values()
+        elif isinstance(item, list):
+            pending += item
+        elif isinstance(item, str) and not item.isascii():
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+    return True
 
 
 def query_flag(query: Mapping[str, str], name: str) -> bool | None:
