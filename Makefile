@@ -35,6 +35,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/sync_bench.py
+	$(BIN)/python bench/cases_bench.py
+	$(BIN)/python bench/network_bench.py
+	$(BIN)/python bench/scale_bench.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache .hypothesis

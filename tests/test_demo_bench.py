@@ -206,3 +206,57 @@ def test_cases_bench_prints_every_figure_and_ends_with_the_memory_ratio() -> Non
         assert any(re.match(rf"  {re.escape(label)}\s+\d+\.\d\d ms", line) for line in lines), label
     for label in ("RSS growth on demand", "RSS growth all loaded"):
         assert any(re.match(rf"  {re.escape(label)}\s+-?\d+\.\d MB", line) for line in lines), label
+
+
+def test_network_bench_prints_convergence_figures_and_ends_with_the_ratio() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "network_bench.py"), "--edits", "3"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert re.fullmatch(r"ratio \d+\.\d\d", lines[-1]), lines[-1]
+    assert any(line.startswith("machine: ") and "CPUs" in line and "Python" in line for line in lines)
+    assert any(re.match(r"started: all 11 nodes up and fully connected .* in \d+\.\d s", line) for line in lines)
+    for label in ("median", "p90   ", "max   "):
+        assert any(re.match(rf"  all converged   {label} +\d+\.\d\d ms", line) for line in lines), label
+    assert any(re.match(r"  first reached   median +\d+\.\d\d ms", line) for line in lines)
+    assert any(re.match(r"  per-node arrival median +\d+\.\d\d ms +\(30 arrivals\)", line) for line in lines)
+    for label in ("polled", "quiet"):
+        assert any(re.match(rf"  node CPU per edit, {label} +\d+\.\d ms", line) for line in lines), label
+    rss = [line for line in lines if re.match(r"  RSS after (connect|edits) +median +\d+\.\d MB", line)]
+    assert len(rss) == 2, result.stdout
+
+
+def test_scale_bench_prints_every_figure_with_its_target_and_ends_with_the_ratio(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            *(sys.executable, str(REPO / "bench" / "scale_bench.py")),
+            *("--cases", "300", "--shared", "50", "--cache", str(tmp_path / "cache")),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert re.fullmatch(r"ratio \d+\.\d\d", lines[-1]), lines[-1]
+    assert any(line.startswith("machine: ") and "CPUs" in line and "Python" in line for line in lines)
+    assert any(line.startswith("homes: generating 300 cases (50 shared)") for line in lines), lines
+    assert re.search(r"start: \d+\.\d\d s median of 3 .* target < 3 s: (meets|MISSES)", "\n".join(lines))
+    reads = ["needs action", "search 'fraud' (common word)", "(rare reference)", "search 'ฟอกเงิน' (Thai word)"]
+    figure = r"\s+\d+\.\d\d ms first\s+\d+\.\d\d ms median\s+\d+ rows\s+target < 100 ms"
+    for label in reads:
+        assert any(re.search(re.escape(label) + figure, line) for line in lines), label
+    assert any(re.match(r"  RSS after reads +\d+\.\d MB +target < 600 MB", line) for line in lines)
+    assert any(re.match(r"  all cases listed +\d+\.\d\d s +target < 10 s", line) for line in lines)
+    assert any(re.match(r"  all versions equal +\d+\.\d\d s", line) for line in lines)
+    for label in (r"update \(big node -> peer\)", r"ack \(peer -> big node\)"):
+        assert any(re.match(rf"  {label} +\d+ B", line) for line in lines), label
+    assert any(re.match(r"  per edit, both ways +\d+ B +target < 1024 B", line) for line in lines)
+    cache = tmp_path / "cache"
+    assert {p.name for p in cache.iterdir()} == {"meta.json", "node-th", "node-vn", "node-kh"}, "kept for reuse"
