@@ -20,6 +20,7 @@ from typing import Any
 import pycrdt
 
 from crypto.errors import SeajustError
+from node.errors import BadRequest
 
 JsonValue = Any
 Record = dict[str, JsonValue]
@@ -38,6 +39,34 @@ def _same_value(stored: JsonValue, new: JsonValue) -> bool:
     return type(stored) is type(new) and bool(stored == new)
 
 
+class UnstorableValue(BadRequest):
+    """A value cannot be kept in a shared document: numbers must fit in 64 bits and text must be valid Unicode."""
+
+
+def _check_storable(value: JsonValue, depth: int = 0) -> None:
+    """Refuse what Yrs cannot hold before it is handed over: it panics on those (a BaseException), which would
+    escape every error handler."""
+    if depth > 64:
+        raise UnstorableValue("the value is nested too deeply")
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise UnstorableValue("a number is too large to keep")
+    elif isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UnstorableValue("text is not valid Unicode") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_storable(key, depth + 1)
+            _check_storable(item, depth + 1)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_storable(item, depth + 1)
+
+
 class DocumentChange:
     """The operations allowed inside one change; they become one update."""
 
@@ -50,6 +79,8 @@ class DocumentChange:
 
     def put_record(self, collection: str, key: str, fields: Record) -> None:
         """Create the record, or replace every field given (fields not given are kept)."""
+        _check_storable(key)
+        _check_storable(fields)
         records = self._collection(collection)
         existing = records.get(key)
         if isinstance(existing, pycrdt.Map):
@@ -72,6 +103,7 @@ class DocumentChange:
             del records[key]
 
     def append(self, list_name: str, item: Record) -> None:
+        _check_storable(item)
         self._doc.get(list_name, type=pycrdt.Array).append(dict(item))
 
 

@@ -260,7 +260,11 @@ class DocumentStore:
         if not self._may_write(doc_id, self._me) or doc_id in self._forgotten:
             raise Forbidden("this node may not change that document")
         held = self._held(doc_id) or _Held(CrdtDocument())
-        plain = held.crdt.change(edit)
+        try:
+            plain = held.crdt.change(edit)
+        except BaseException:  # a refused value may come after other edits of the same change: drop them all
+            self._reload(doc_id)
+            raise
         if plain is None:
             return None
         try:
@@ -323,13 +327,13 @@ class DocumentStore:
                 # unverifiable, so it is left out; the relay offers it again once trust exists.
                 log.debug("skipping update by untrusted author %s in %s", entry.author, entry.doc_id)
                 continue
+            have = tentative.get((entry.doc_id, entry.author), self.versions(entry.doc_id).get(entry.author, 0))
+            if entry.seq_to <= have:
+                continue  # held already (sent by another peer too): nothing of it is used, so it costs no check
             if not self._signed_by(entry, (key_, *self._older_keys(entry.author))):
                 raise UpdateRejected("bad_update_signature", "update signature does not verify")
             if not self._may_write(entry.doc_id, entry.author):
                 raise UpdateRejected("not_permitted", "author may not write this document")
-            have = tentative.get((entry.doc_id, entry.author), self.versions(entry.doc_id).get(entry.author, 0))
-            if entry.seq_to <= have:
-                continue
             try:
                 plain[entry] = self._open(entry.doc_id, entry.author, entry.body)
                 check_update(plain[entry])

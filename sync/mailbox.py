@@ -32,6 +32,8 @@ STREAM_BYTES: Final = 16
 
 MailMessage = Versions | Updates | Grants
 
+MAX_MAIL_SEQ = 2**63 - 1  # the highest mail sequence number a recipient can record (an SQLite integer)
+
 
 @dataclass(frozen=True)
 class Mail:
@@ -77,6 +79,8 @@ def open_mail(
     opened = open_envelope(me, data, sender_sign_key=sign_key_of)
     if opened.topic != MAIL_TOPIC:
         raise EnvelopeRejected(RejectReason.REPLAY, "a session envelope offered as mail")
+    if opened.seq > MAX_MAIL_SEQ:  # the recipient keeps the last seq as an SQLite integer: it could not record it
+        raise RemoteProtocolError("malformed", "mail sequence number out of range")
     if opened.seq <= last_seq(opened.sender_id, opened.stream):
         raise EnvelopeRejected(RejectReason.REPLAY, "mail already received or out of order")
     message = decode(opened.payload)

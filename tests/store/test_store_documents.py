@@ -19,7 +19,7 @@ import pytest
 import node.documents
 from crypto.authorship import sign_update, verify_update
 from crypto.identity import Identity
-from node.crdt import CrdtDocument, DocumentChange
+from node.crdt import CrdtDocument, DocumentChange, UnstorableValue
 from node.documents import DocumentStore
 from node.errors import Forbidden
 from node.policy import directory_doc, may_write
@@ -552,3 +552,25 @@ def test_a_failing_listener_does_not_undo_a_change(make_node: Callable[..., Node
     assert calls == [[entry]]
     assert alice.store.versions(ALICE_DOC) == {ALICE.node_id: 1}
     assert alice.notified == [([entry], None)]
+
+
+@pytest.mark.parametrize("bad", [2**63, -(2**63) - 1, "\ud800", {"nested": ["\udfff"]}])
+def test_a_value_no_document_can_hold_is_refused_and_the_change_dropped_whole(tmp_path: Path, bad: object) -> None:
+    """Yrs panics on such values (past every error handler); they are refused first, and the edits made
+    before them in the same change are dropped with it."""
+    db = Database(tmp_path / "node.db", os.urandom(32))
+    me = Identity.generate()
+    store = DocumentStore(db, me, author_key=lambda n: None, may_write=lambda d, a: True)
+    store.load()
+    store.commit_local("doc/1", lambda c: c.put_record("items", "a", {"v": "kept"}), actor="t", action="t")
+
+    def edit(change: DocumentChange) -> None:
+        change.put_record("items", "b", {"v": "first edit of the change"})
+        change.put_record("items", "c", {"v": bad})
+
+    with pytest.raises(UnstorableValue):
+        store.commit_local("doc/1", edit, actor="t", action="t")
+    doc = store.get("doc/1")
+    assert doc is not None and doc.records("items") == {"a": {"v": "kept"}}
+    assert store.versions("doc/1") == {me.node_id: 1}
+    db.close()
