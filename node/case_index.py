@@ -73,6 +73,7 @@ ATTACHMENT_COLUMNS: Final = (
 _TRIGRAM: Final = 3
 _FTS_TEXT_COLUMNS: Final = ("reference", "counterpart_reference", "summary", "notes", "attachments")
 _ORDER: Final = "ORDER BY (urgency IS 'urgent') DESC, last_action_at DESC, case_id"
+_FEW: Final = 500  # matches of a text search up to which its cases are looked up by key, not walked in list order
 _NOT_FINAL: Final = f"status NOT IN ({', '.join(repr(s) for s in FINAL)})"
 
 
@@ -109,6 +110,7 @@ class CaseIndex:
         # The migration fell back to a word tokenizer only on builds without trigram: there a term matches words
         # starting with it, not any substring.
         self._trigram = "trigram" in fts_sql
+        db.create_function("case_search_row", 1, _search_row)
 
     def upsert(
         self,
@@ -275,23 +277,35 @@ class CaseIndex:
             where.append(f"NOT coalesce({overdue}, 0)")
             params.append(today.isoformat())
         if f.needs_action:
-            # Every rule needs an open case and one of these; `reasons` then decides exactly.
+            # Each rule of `reasons`, loosened only where SQL cannot say it exactly (a reminder newer than the last
+            # status change), so the walk in list order reads few rows that are then thrown away.
+            urgent_requested = ", ".join(repr(s) for s in sorted(_URGENT_REQUESTED_STATUSES))
             where.append(
-                f"{_NOT_FINAL} AND (status = 'sent' OR requested_by <= ? OR urgency = 'urgent' "
-                "OR reminded_at IS NOT NULL)"
+                f"{_NOT_FINAL} AND ((side = 'requested' AND status = 'sent') OR requested_by <= ? "
+                f"OR (urgency = 'urgent' AND ((side = 'requested' AND status IN ({urgent_requested})) "
+                "OR (side = 'requesting' AND status = 'draft'))) "
+                "OR (side = 'requesting' AND status = 'sent' AND sent_at < ?) OR reminded_at IS NOT NULL)"
             )
             params.append((today + timedelta(days=reminders.nearing_days)).isoformat())
+            params.append((today - timedelta(days=reminders.ack_days)).isoformat())
         if f.officer is not None:
             # Few cases per officer: checked while walking the listing index, like the text search below.
             where.append("+case_id IN (SELECT case_id FROM case_officers WHERE username = ?)")
             params.append(f.officer)
         if f.q is not None and f.q.strip():
             match, likes, like_params = self._text_conditions(f.q)
-            conditions = (["cases_fts MATCH ?"] if match else []) + likes
-            # `+case_id`: check membership while walking an index in list order (every listing index holds
-            # case_id) and stop at a full page, rather than fetch and sort every match of a common word.
-            where.append(f"+case_id IN (SELECT case_id FROM cases_fts WHERE {' AND '.join(conditions)})")
-            params.extend(([match] if match else []) + like_params)
+            conditions = " AND ".join((["cases_fts MATCH ?"] if match else []) + likes)
+            text_params = ([match] if match else []) + like_params
+            few = self._db.rows(f"SELECT case_id FROM cases_fts WHERE {conditions} LIMIT ?", (*text_params, _FEW + 1))
+            if len(few) <= _FEW:
+                # A rare term: its cases, found by their keys.
+                where.append(f"case_id IN ({', '.join('?' for _ in few) or 'NULL'})")
+                params.extend(row[0] for row in few)
+            else:
+                # A common term: walk the list in order and stop at a full page, checking each case against the
+                # matching search rows by row number (reading every match's case_id would cost more than the walk).
+                where.append(f"case_search_row(case_id) IN (SELECT rowid FROM cases_fts WHERE {conditions})")
+                params.extend(text_params)
         return where, params
 
     def _narrowest(self, given: Mapping[str, Any]) -> str | None:
@@ -379,6 +393,14 @@ def _fts_rowid(case_id: str) -> int:
         if case_id.startswith("C-")
         else int.from_bytes(hashlib.sha256(case_id.encode()).digest()[:8], "big", signed=True)
     )
+
+
+def _search_row(case_id: Any) -> int | None:
+    """`_fts_rowid` as an SQL function: never raises (an exception in SQL would fail the whole query)."""
+    try:
+        return _fts_rowid(str(case_id))
+    except ValueError:
+        return None
 
 
 def _day(value: Any) -> date | None:

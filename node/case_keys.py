@@ -101,15 +101,14 @@ class CaseKeys:
 
     def load(self) -> None:
         held: dict[str, HeldKey] = {}
-        for row in self._db.query("SELECT doc_id, doc_key, version, parties, older_keys, key_since FROM case_keys"):
-            roles = {sys.intern(n): sys.intern(r) for n, r in json.loads(row["parties"]).items()}  # shared, not copied
-            held[row["doc_id"]] = HeldKey(
-                key=row["doc_key"],
-                version=row["version"],
-                roles=roles,
-                older=_split(row["older_keys"]),
-                since=row["key_since"] or "",
-            )
+        # Most cases have the same two parties: each distinct party list is parsed once and held once.
+        parsed: dict[str, dict[str, str]] = {}
+        rows = self._db.rows("SELECT doc_id, doc_key, version, parties, older_keys, key_since FROM case_keys")
+        for doc_id, key, version, parties, older, since in rows:
+            roles = parsed.get(parties)
+            if roles is None:
+                roles = parsed[parties] = {sys.intern(n): sys.intern(r) for n, r in json.loads(parties).items()}
+            held[doc_id] = HeldKey(key=key, version=version, roles=roles, older=_split(older), since=since or "")
         self._held = held
         self._ciphers.clear()
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -153,11 +154,14 @@ class DocumentStore:
         """Read every document's version vector; the CRDTs themselves load on first use."""
         started = time.perf_counter()
         versions: dict[str, VersionVector] = {}
-        for row in self._db.query("SELECT doc_id, versions FROM doc_snapshots"):
-            versions[row["doc_id"]] = json.loads(row["versions"])
-        for row in self._db.query("SELECT doc_id, author, MAX(seq_to) AS seq FROM doc_log GROUP BY doc_id, author"):
-            vector = versions.setdefault(row["doc_id"], {})
-            vector[row["author"]] = max(vector.get(row["author"], 0), row["seq"])
+        for doc_id, vector_json in self._db.rows("SELECT doc_id, versions FROM doc_snapshots"):
+            versions[doc_id] = {sys.intern(a): seq for a, seq in json.loads(vector_json).items()}
+        for doc_id, author, seq in self._db.rows(
+            "SELECT doc_id, author, MAX(seq_to) FROM doc_log GROUP BY doc_id, author"
+        ):
+            vector = versions.setdefault(doc_id, {})
+            author = sys.intern(author)  # a few authors across every document: held once
+            vector[author] = max(vector.get(author, 0), seq)
         self._forgotten = set()
         for row in self._db.query("SELECT doc_id, versions FROM doc_tombstones"):
             versions[row["doc_id"]] = json.loads(row["versions"])

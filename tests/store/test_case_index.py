@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import node.storage
-from node.case_index import FINAL, CaseFilter, CaseIndex, Reminders, ageing, reasons
+from node.case_index import _FEW, FINAL, CaseFilter, CaseIndex, Reminders, ageing, reasons
 from node.migrations import LATEST_VERSION, MIGRATIONS
 from node.storage import Database
 
@@ -573,3 +573,31 @@ def test_a_hundred_thousand_cases_answer_from_indexes(db: Database, index: CaseI
     assert all("go" in r["summary"] for r in rows)
     counts = timed("counts", index.counts)
     assert sum(counts.values()) == SCALE
+
+
+def test_rare_and_common_terms_find_the_same_cases_in_list_order(db: Database, index: CaseIndex) -> None:
+    """A term with few matches is looked up by key, one with many walks the list: both give every match, in
+    list order, page by page (`_FEW` is the boundary)."""
+    rng = random.Random(7)
+    rows = []
+    with db.write() as w:
+        for n in range(_FEW + 200):
+            words = ["casino"] + (["vessel"] if n % 97 == 0 else [])
+            row = quiet(
+                f"C-{n:04}",
+                urgency=rng.choice(["normal", "urgent"]),
+                last_action_at=f"2025-0{rng.randint(1, 3)}-{rng.randint(10, 28)}T08:00:00+00:00",
+                summary=" ".join(words),
+            )
+            rows.append(row)
+            index.upsert(w, row, notes=(), attachments=())
+    listed = ids(index.search(CaseFilter(limit=10_000), today=TODAY, reminders=REMINDERS))
+    for term, count in (("vessel", len([r for r in rows if "vessel" in r["summary"]])), ("casino", len(rows))):
+        expected = [
+            case_id for case_id in listed if term in next(r for r in rows if r["case_id"] == case_id)["summary"]
+        ]
+        assert len(expected) == count
+        pages = [find(index, q=term, limit=100, offset=start) for start in range(0, count + 100, 100)]
+        assert [case_id for page in pages for case_id in page] == expected
+        assert find(index, q=term, status="acknowledged", limit=5) == expected[:5]
+    assert len(find(index, q="casino", limit=10_000)) > _FEW  # the walking path was taken
