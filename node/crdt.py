@@ -113,14 +113,19 @@ class CrdtDocument:
     def __init__(self) -> None:
         self._doc: pycrdt.Doc[Any] = pycrdt.Doc()
         self._captured: list[bytes] = []
+        # Lists as last read, until the document changes: one edit of a case reads its history several times
+        # (to chain the new entry, to replay the workflow, to index the notes), each a full read.
+        self._lists: dict[str, list[Record]] = {}
         self._subscription = self._doc.observe(self._capture)
 
     def _capture(self, event: pycrdt.TransactionEvent) -> None:
         self._captured.append(event.update)
+        self._lists.clear()
 
     def change(self, edit: Callable[[DocumentChange], None]) -> bytes | None:
         """Run `edit` as one transaction; the update it produced, or None if it changed nothing."""
         self._captured.clear()
+        self._lists.clear()
         with self._doc.transaction(origin="local"):
             edit(DocumentChange(self._doc))
         updates = [u for u in self._captured if u and u != b"\x00\x00"]
@@ -181,8 +186,11 @@ class CrdtDocument:
         return None
 
     def items(self, list_name: str) -> list[Record]:
-        value = _as_json(self._doc.get(list_name, type=pycrdt.Array)) or []
-        return [v for v in value if isinstance(v, dict)]
+        held = self._lists.get(list_name)
+        if held is None:
+            value = _as_json(self._doc.get(list_name, type=pycrdt.Array)) or []
+            held = self._lists[list_name] = [v for v in value if isinstance(v, dict)]
+        return [dict(v) for v in held]  # the caller's own records: changing one changes nothing here
 
 
 class DocView:
