@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/cases_bench.py
 	$(BIN)/python bench/network_bench.py
 	$(BIN)/python bench/scale_bench.py
+	$(BIN)/python bench/throughput_bench.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache .hypothesis

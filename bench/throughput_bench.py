@@ -253,8 +253,8 @@ async def run(base: Path, cases: int, edits: int, clients: int, seconds: float) 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", type=int, default=200, help="cases shared by A and B (default 200)")
-    parser.add_argument("--edits", type=int, default=20_000, help="notes B catches up with (default 20,000)")
+    parser.add_argument("--cases", type=int, default=2_000, help="cases shared by A and B (default 2,000)")
+    parser.add_argument("--edits", type=int, default=20_000, help="notes B catches up with (default 20,000: 10 a case)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent API clients in the live run")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the live run (default 10 s)")
     args = parser.parse_args(argv)

@@ -260,3 +260,32 @@ def test_scale_bench_prints_every_figure_with_its_target_and_ends_with_the_ratio
     assert any(re.match(r"  per edit, both ways +\d+ B +target < 1024 B", line) for line in lines)
     cache = tmp_path / "cache"
     assert {p.name for p in cache.iterdir()} == {"meta.json", "node-th", "node-vn", "node-kh"}, "kept for reuse"
+
+
+def test_throughput_bench_prints_catch_up_and_live_rates_and_ends_with_the_ratio() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "throughput_bench.py"),
+            "--cases",
+            "5",
+            "--edits",
+            "60",
+            "--seconds",
+            "2",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert re.fullmatch(r"ratio \d+\.\d\d", lines[-1]), lines[-1]
+    assert any(line.startswith("machine: ") and "CPUs" in line for line in lines)
+    assert any(
+        re.match(r"catch-up: B held all 65 entries .*: [\d,]+ edits/s applied, durable and synced", line)
+        for line in lines
+    )
+    assert any(re.match(r"live: 16 clients for 2 s: A acknowledged \d+ notes \(0 refused\)", line) for line in lines)
+    assert any(re.match(r"live: B held them all .*: [\d,]+ edits/s end to end", line) for line in lines)
