@@ -248,7 +248,9 @@ class SyncEngine:
             if peer and conn in self._connections.get(peer, []):
                 self._connections[peer].remove(conn)
                 log.info("session with %s closed", peer)
-                if not self._connections[peer]:
+                if self._connections[peer]:
+                    self._resync(peer)
+                else:
                     self._lost(peer)
             with contextlib.suppress(asyncio.QueueFull):
                 conn.queue.put_nowait(None)
@@ -351,6 +353,14 @@ class SyncEngine:
         for conns in self._connections.values():
             for conn in conns[-1:]:
                 self._flush_soon(conn)
+
+    def _resync(self, peer: str) -> None:
+        """One of two sessions with `peer` closed (both nodes dialled) with what it carried perhaps lost on the
+        way: on the one left, ask for everything this node lacks. The peer does the same, so each gets it."""
+        conn = self._connections[peer][-1]
+        docs = {d: self._replica.versions(d) for d in self._replica.doc_ids() if self._entitled(d, peer)}
+        if docs:
+            self._send(conn, Versions(docs=docs, complete=False, want_missing=True))
 
     def _lost(self, peer: str) -> None:
         """The last session with `peer` closed. Its entries stop arriving directly, and what it sent in its last
