@@ -26,7 +26,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,13 +36,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from benchlib import PASSPHRASE, free_port, ms, node_env, rss_mb
 
 from node.cli import PASSPHRASE_ENV
 from node.cli import main as cli_main
 from node.runtime import open_node
 from node.tokens import create_token
 
-PASSPHRASE = "bench passphrase, temporary homes only"
 AUTHORITIES = ["TH", "VN", "KH", "LA", "MM", "MY", "ID", "PH", "SG", "BN"]
 SECRETARIAT = "TH"  # the secretariat's card names a country too; the demo's uses Thailand
 WARMUP_EDITS = 11  # one per node, not counted
@@ -53,41 +52,12 @@ TIMEOUT = 120.0  # seconds for any one wait before the bench gives up
 TARGET_MS = 250.0
 
 
-def node_env(pycache: Path) -> dict[str, str]:
-    """The node processes' environment: the passphrase, and compiled modules kept in `pycache`.
-
-    As on an installed node, modules are compiled once and then loaded from bytecode, even where the
-    environment says not to write bytecode (PYTHONDONTWRITEBYTECODE); the cache is the bench's own temporary
-    directory, so nothing is written into the checkout.
-    """
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    return {**env, PASSPHRASE_ENV: PASSPHRASE, "PYTHONPYCACHEPREFIX": str(pycache)}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def rss_mb(pid: int) -> float:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far (0 where /proc is missing)."""
     with contextlib.suppress(OSError, ValueError, IndexError):
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return 0.0
-
-
-def ms(seconds: float) -> float:
-    return seconds * 1000
 
 
 def p90(values: list[float]) -> float:

@@ -32,7 +32,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from benchlib import PASSPHRASE, free_port, ms, node_env, rss_mb
 
 from crypto.card import make_card
 from crypto.keystore import load_keyfile
@@ -54,7 +54,6 @@ from node.migrations import LATEST_VERSION
 from node.runtime import Node, open_node
 from node.tokens import create_token
 
-PASSPHRASE = "bench passphrase, temporary homes only"
 CACHE_FORMAT = 1  # bump when what generate() makes changes
 BATCH = 500  # cases per outer write transaction while generating
 INBOUND_EVERY = 10  # one case in 10 is Viet Nam's request to the big node
@@ -67,36 +66,6 @@ TIMEOUT = 600.0  # seconds for any one wait before the bench gives up
 WORDS = ["fraud", "casino", "vessel", "timber", "การฟอกเงิน", "ยาเสพติด", "ការលាងលុយ", "online scam", "gold"]
 DATES = ["2025-01-15", "2099-06-30", None, "2098-12-31", None, None]  # some overdue, most not, some none
 TARGETS = {"start": 3.0, "read": 100.0, "rss": 600.0, "sync": 10.0, "edit": 1024}
-
-
-def ms(seconds: float) -> float:
-    return seconds * 1000
-
-
-def node_env(pycache: Path) -> dict[str, str]:
-    """The node processes' environment: the passphrase, and compiled modules kept in `pycache`.
-
-    As on an installed node, modules are compiled once and then loaded from bytecode, even where the
-    environment says not to write bytecode (PYTHONDONTWRITEBYTECODE); the cache is the bench's own temporary
-    directory, so nothing is written into the checkout.
-    """
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    return {**env, PASSPHRASE_ENV: PASSPHRASE, "PYTHONPYCACHEPREFIX": str(pycache)}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def rss_mb(pid: int) -> float:
-    """VmRSS of a process, in MB (0 where /proc is missing)."""
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def reference(n: int) -> str:

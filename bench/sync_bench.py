@@ -27,7 +27,6 @@ import contextlib
 import io
 import os
 import platform
-import socket
 import statistics
 import struct
 import sys
@@ -40,6 +39,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from benchlib import PASSPHRASE, free_port
 
 from crypto.envelope import EnvelopeHeader, OpenedEnvelope
 from crypto.errors import EnvelopeRejected, RejectReason
@@ -52,7 +52,6 @@ from node.runtime import Node, open_node
 from node.tokens import create_token
 from sync.protocol import SEALED, EnvelopeCodec
 
-PASSPHRASE = "bench passphrase, temporary homes only"
 WARMUP_EDITS = 10
 BURST_IN_FLIGHT = 8
 WAIT_TIMEOUT = 60.0  # seconds for any one edit or burst to arrive before the bench gives up
@@ -165,12 +164,6 @@ class Figures:
     @property
     def throughput(self) -> float:
         return self.burst_edits / self.burst_seconds
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def make_home(base: Path, name: str, country: str) -> tuple[Path, int]:

@@ -23,7 +23,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+from benchlib import PASSPHRASE, free_port
 
 from node.cases import case_doc
 from node.cli import PASSPHRASE_ENV
@@ -39,14 +39,7 @@ from node.cli import main as cli_main
 from node.runtime import open_node
 from node.tokens import create_token
 
-PASSPHRASE = "bench passphrase, temporary homes only"
 BATCH = 500  # notes made per outer transaction while preparing A (preparation is not timed)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Home:
