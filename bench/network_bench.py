@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from benchlib import PASSPHRASE, free_port, ms, node_env, rss_mb
+from benchlib import PASSPHRASE, NodeProcess, free_port, ms
 
 from node.cli import PASSPHRASE_ENV
 from node.cli import main as cli_main
@@ -52,58 +52,16 @@ TIMEOUT = 120.0  # seconds for any one wait before the bench gives up
 TARGET_MS = 250.0
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (0 where /proc is missing)."""
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return 0.0
-
-
 def p90(values: list[float]) -> float:
     return statistics.quantiles(values, n=10, method="inclusive")[-1] if len(values) > 1 else values[0]
 
 
 @dataclass
-class Member:
-    """One node of the network: its home, port, API token and process."""
+class Member(NodeProcess):
+    """One node of the network, and the contact it edits."""
 
-    home: Path
-    port: int
     node_id: str = ""
-    token: str = ""
     contact: str = ""
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-    def spawn(self) -> None:
-        with (self.home.parent / f"{self.home.name}.log").open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "node.cli", "run", str(self.home)],
-                env=node_env(self.home.parent / "pycache"),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def check_alive(self) -> None:
-        if self.proc is not None and self.proc.poll() is not None:
-            log = (self.home.parent / f"{self.home.name}.log").read_text(errors="replace")[-2000:]
-            raise SystemExit(f"bench: node {self.home.name} exited with {self.proc.returncode}:\n{log}")
-
-    @property
-    def rss(self) -> float:
-        return rss_mb(self.proc.pid) if self.proc is not None else 0.0
-
-    @property
-    def cpu(self) -> float:
-        return cpu_seconds(self.proc.pid) if self.proc is not None else 0.0
 
 
 def make_network(base: Path) -> list[Member]:

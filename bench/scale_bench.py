@@ -31,19 +31,17 @@ import json
 import os
 import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from benchlib import PASSPHRASE, free_port, ms, node_env, rss_mb
+from benchlib import PASSPHRASE, NodeProcess, free_port, ms
 
 from crypto.card import make_card
 from crypto.keystore import load_keyfile
@@ -207,52 +205,11 @@ def cached(cache: Path, cases: int, shared: int) -> dict[str, Any]:
 # -- running nodes ------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Running:
-    home: Path
-    port: int
-    token: str
-    proc: subprocess.Popen[bytes] | None = None
-    log: list[Path] = field(default_factory=list)
+class Running(NodeProcess):
+    """The big node or the new peer, listening on the port of this run."""
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-    def spawn(self) -> subprocess.Popen[bytes]:
-        log_path = self.home.parent / f"{self.home.name}.log"
-        with log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "node.cli", "run", str(self.home), "--listen", f"127.0.0.1:{self.port}"],
-                env=node_env(self.home.parent / "pycache"),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        return self.proc
-
-    def check_alive(self) -> None:
-        if self.proc is not None and self.proc.poll() is not None:
-            log_path = self.home.parent / f"{self.home.name}.log"
-            tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
-            raise SystemExit(f"bench: node {self.home.name} exited with {self.proc.returncode}:\n{tail}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    @property
-    def rss(self) -> float:
-        return rss_mb(self.proc.pid) if self.proc is not None else 0.0
+    def spawn(self, *args: str) -> subprocess.Popen[bytes]:
+        return super().spawn("--listen", f"127.0.0.1:{self.port}", *args)
 
 
 async def until(check: Callable[[], Awaitable[bool]], what: str, node: Running, interval: float = 0.02) -> None:

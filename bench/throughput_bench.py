@@ -22,16 +22,15 @@ import io
 import os
 import platform
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-from benchlib import PASSPHRASE, free_port
+from benchlib import PASSPHRASE, NodeProcess, free_port
 
 from node.cases import case_doc
 from node.cli import PASSPHRASE_ENV
@@ -42,48 +41,29 @@ from node.tokens import create_token
 BATCH = 500  # notes made per outer transaction while preparing A (preparation is not timed)
 
 
-class Home:
-    """A node home made with `seajust init`, its port and an API token; run as a real process."""
+@dataclass
+class Home(NodeProcess):
+    """A node home made with `seajust init` (see `make_home`), run as a real process."""
 
-    def __init__(self, base: Path, name: str, country: str) -> None:
-        self.port = free_port()
-        self.home = base / name
-        with contextlib.redirect_stdout(io.StringIO()):
-            code = cli_main(["init", str(self.home), "--name", name, "--country", country, "--listen", self.addr])
-        if code != 0:
-            raise SystemExit(f"bench: could not create a node home in {self.home}")
-        node = open_node(self.home, PASSPHRASE)
-        try:
-            self.node_id, self.card = node.node_id, node.card()
-            self.token = create_token(node.db, "bench")
-        finally:
-            node.close()
-        self.proc: subprocess.Popen[bytes] | None = None
+    node_id: str = ""
+    card: str = ""
 
-    @property
-    def addr(self) -> str:
-        return f"127.0.0.1:{self.port}"
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.addr}"
-
-    def start(self) -> None:
-        env = {**os.environ, PASSPHRASE_ENV: PASSPHRASE}
-        log = open(self.home.parent / f"{self.home.name}.log", "ab")  # noqa: SIM115 - the child owns it
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "node.cli", "run", str(self.home)], env=env, stdout=log, stderr=subprocess.STDOUT
+def make_home(base: Path, name: str, country: str) -> Home:
+    home = Home(base / name, free_port())
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = cli_main(
+            ["init", str(home.home), "--name", name, "--country", country, "--listen", f"127.0.0.1:{home.port}"]
         )
-        log.close()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    if code != 0:
+        raise SystemExit(f"bench: could not create a node home in {home.home}")
+    node = open_node(home.home, PASSPHRASE)
+    try:
+        home.node_id, home.card = node.node_id, node.card()
+        home.token = create_token(node.db, "bench")
+    finally:
+        node.close()
+    return home
 
 
 def prepare(a: Home, b: Home, cases: int, edits: int) -> tuple[list[str], dict[str, int]]:
@@ -127,9 +107,7 @@ def prepare(a: Home, b: Home, cases: int, edits: int) -> tuple[list[str], dict[s
 async def wait_healthy(http: aiohttp.ClientSession, home: Home, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert home.proc is not None
-        if home.proc.poll() is not None:
-            raise SystemExit(f"bench: node {home.home.name} exited; see {home.home.parent}/{home.home.name}.log")
+        home.check_alive()
         with contextlib.suppress(aiohttp.ClientError, OSError):
             async with http.get(home.url + "/healthz") as resp:
                 if resp.status == 200:
@@ -139,7 +117,7 @@ async def wait_healthy(http: aiohttp.ClientSession, home: Home, timeout: float =
 
 
 async def versions_of(http: aiohttp.ClientSession, home: Home, author: str) -> dict[str, int]:
-    async with http.get(home.url + "/api/v1/sync", headers={"Authorization": f"Bearer {home.token}"}) as resp:
+    async with http.get(home.url + "/api/v1/sync", headers=home.headers) as resp:
         resp.raise_for_status()
         documents = (await resp.json())["documents"]
     return {doc_id: int(v.get(author, 0)) for doc_id, v in documents.items()}
@@ -160,7 +138,7 @@ async def until_holds(
 
 async def live(a: Home, b: Home, ids: list[str], clients: int, seconds: float) -> dict[str, float]:
     """`clients` concurrent POSTs of notes to A for `seconds`; A's acknowledged rate, and until B holds them."""
-    headers = {"Authorization": f"Bearer {a.token}"}
+    headers = a.headers
     acknowledged = 0
     failed = 0
     latencies: list[float] = []
@@ -201,7 +179,7 @@ async def live(a: Home, b: Home, ids: list[str], clients: int, seconds: float) -
 
 
 async def run(base: Path, cases: int, edits: int, clients: int, seconds: float) -> None:
-    a, b = Home(base, "node-a", "TH"), Home(base, "node-b", "VN")
+    a, b = make_home(base, "node-a", "TH"), make_home(base, "node-b", "VN")
     started = time.perf_counter()
     ids, want = prepare(a, b, cases, edits)
     total = sum(want.values())
@@ -212,10 +190,10 @@ async def run(base: Path, cases: int, edits: int, clients: int, seconds: float) 
     )
     try:
         async with aiohttp.ClientSession() as http:
-            a.start()
+            a.spawn()
             await wait_healthy(http, a)
             clock = time.monotonic()
-            b.start()
+            b.spawn()
             await wait_healthy(http, b)
             up = time.monotonic()
             held = await until_holds(http, b, a.node_id, want, timeout=600)

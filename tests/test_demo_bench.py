@@ -25,17 +25,18 @@ REPO = Path(__file__).resolve().parents[1]
 READY = "Demo is running. Press Ctrl-C to stop all three nodes."
 
 
-def test_bench_prints_both_medians_and_ends_with_the_ratio() -> None:
-    result = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "sync_bench.py"), "--edits", "20"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=150,
-    )
+def run_bench(script: str, *args: str, timeout: float) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run `bench/<script>` as a user does; it must succeed and end with its `ratio` line."""
+    argv = [sys.executable, str(REPO / "bench" / script), *args]
+    result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert re.fullmatch(r"ratio \d+\.\d\d", lines[-1]), lines[-1]
+    return result, lines
+
+
+def test_bench_prints_both_medians_and_ends_with_the_ratio() -> None:
+    result, lines = run_bench("sync_bench.py", "--edits", "20", timeout=150)
     medians = [line for line in lines if re.search(r"latency median\s+\d+\.\d+ ms", line)]
     assert len(medians) == 2, result.stdout
     assert sum("edits/s" in line for line in lines) == 2
@@ -171,16 +172,7 @@ def test_demo_runs_three_replicating_nodes_and_stops_them_on_ctrl_c(tmp_path: Pa
 
 
 def test_cases_bench_prints_every_figure_and_ends_with_the_memory_ratio() -> None:
-    result = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "cases_bench.py"), "--cases", "500", "--docs", "20"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.strip().splitlines()
-    assert re.fullmatch(r"ratio \d+\.\d\d", lines[-1]), lines[-1]
+    result, lines = run_bench("cases_bench.py", "--cases", "500", "--docs", "20", timeout=120)
     assert any(line.startswith("machine: ") and "CPUs" in line and "Python" in line for line in lines)
     assert any(line.startswith("projection: 500 case rows") for line in lines), result.stdout
     assert any(line.startswith("documents: 20 cases") for line in lines), result.stdout
@@ -209,16 +201,7 @@ def test_cases_bench_prints_every_figure_and_ends_with_the_memory_ratio() -> Non
 
 
 def test_network_bench_prints_convergence_figures_and_ends_with_the_ratio() -> None:
-    result = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "network_bench.py"), "--edits", "3"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=170,
-    )
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.strip().splitlines()
-    assert re.fullmatch(r"ratio \d+\.\d\d", lines[-1]), lines[-1]
+    result, lines = run_bench("network_bench.py", "--edits", "3", timeout=170)
     assert any(line.startswith("machine: ") and "CPUs" in line and "Python" in line for line in lines)
     assert any(re.match(r"started: all 11 nodes up and fully connected .* in \d+\.\d s", line) for line in lines)
     for label in ("median", "p90   ", "max   "):
@@ -232,19 +215,9 @@ def test_network_bench_prints_convergence_figures_and_ends_with_the_ratio() -> N
 
 
 def test_scale_bench_prints_every_figure_with_its_target_and_ends_with_the_ratio(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            *(sys.executable, str(REPO / "bench" / "scale_bench.py")),
-            *("--cases", "300", "--shared", "50", "--cache", str(tmp_path / "cache")),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=170,
+    _result, lines = run_bench(
+        "scale_bench.py", "--cases", "300", "--shared", "50", "--cache", str(tmp_path / "cache"), timeout=170
     )
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.strip().splitlines()
-    assert re.fullmatch(r"ratio \d+\.\d\d", lines[-1]), lines[-1]
     assert any(line.startswith("machine: ") and "CPUs" in line and "Python" in line for line in lines)
     assert any(line.startswith("homes: generating 300 cases (50 shared)") for line in lines), lines
     assert re.search(r"start: \d+\.\d\d s median of 3 .* target < 3 s: (meets|MISSES)", "\n".join(lines))
@@ -263,25 +236,7 @@ def test_scale_bench_prints_every_figure_with_its_target_and_ends_with_the_ratio
 
 
 def test_throughput_bench_prints_catch_up_and_live_rates_and_ends_with_the_ratio() -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "bench" / "throughput_bench.py"),
-            "--cases",
-            "5",
-            "--edits",
-            "60",
-            "--seconds",
-            "2",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=170,
-    )
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.strip().splitlines()
-    assert re.fullmatch(r"ratio \d+\.\d\d", lines[-1]), lines[-1]
+    _result, lines = run_bench("throughput_bench.py", "--cases", "5", "--edits", "60", "--seconds", "2", timeout=170)
     assert any(line.startswith("machine: ") and "CPUs" in line for line in lines)
     assert any(
         re.match(r"catch-up: B held all 65 entries .*: [\d,]+ edits/s applied, durable and synced", line)
