@@ -210,6 +210,11 @@ def verify_entry(entry: Mapping[str, Any], sign_key: bytes | Sequence[bytes]) ->
     raise HistoryInvalid(f"history entry {ident}: the signature does not verify for its author")
 
 
+def by_id(entries: Sequence[Any]) -> dict[str, Mapping[str, Any]]:
+    """Entries by id, as every reader of the history sees them (see `_identified`)."""
+    return _identified(entries)
+
+
 def _identified(entries: Sequence[Any]) -> dict[str, Mapping[str, Any]]:
     """Entries by id; entries without a string id cannot be placed and are left out.
 

@@ -137,57 +137,77 @@ class CaseIndex:
         case_id = values["case_id"]
         if not case_id or not values["doc_id"]:
             raise ValueError("a case row needs case_id and doc_id")
-        assignments = ", ".join(f"{c} = excluded.{c}" for c in CASE_COLUMNS if c != "case_id")
-        db.execute(
-            f"INSERT INTO cases ({', '.join(CASE_COLUMNS)}) VALUES ({', '.join(':' + c for c in CASE_COLUMNS)}) "
-            f"ON CONFLICT(case_id) DO UPDATE SET {assignments}",
-            values,
-        )
+        # Only what changed is written: a note moves `last_action_at` and nothing else, and an UPDATE touches only
+        # the indexes of the columns it sets. Compared with the row on disk, not with a copy kept in memory, which
+        # a rolled-back group commit would leave wrong.
+        cursor = db.execute(f"SELECT {', '.join(CASE_COLUMNS)} FROM cases WHERE case_id = ?", (case_id,))
+        stored = cursor.fetchone()
+        if stored is None:
+            db.execute(
+                f"INSERT INTO cases ({', '.join(CASE_COLUMNS)}) VALUES ({', '.join(':' + c for c in CASE_COLUMNS)})",
+                values,
+            )
+        else:
+            changed = [c for c, old in zip(CASE_COLUMNS, stored, strict=True) if c != "updated_at" and old != values[c]]
+            if changed:
+                db.execute(
+                    f"UPDATE cases SET {', '.join(f'{c} = :{c}' for c in (*changed, 'updated_at'))} "
+                    "WHERE case_id = :case_id",
+                    values,
+                )
 
         rowid = _fts_rowid(case_id)
-        held = db.execute("SELECT case_id FROM cases_fts WHERE rowid = ?", (rowid,)).fetchone()
-        if held is not None and held[0] != case_id:  # two case ids whose hashes agree on 64 bits: never seen
-            raise ValueError(f"search index slot of case {case_id} is taken by case {held[0]}")
-        db.execute("DELETE FROM cases_fts WHERE rowid = ?", (rowid,))
-        db.execute(
-            "INSERT INTO cases_fts (rowid, case_id, reference, counterpart_reference, summary, notes, attachments) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                rowid,
-                case_id,
-                values["reference"] or "",
-                values["counterpart_reference"] or "",
-                values["summary"] or "",
-                "\n".join(notes),
-                "\n".join(str(a.get("name") or "") for a in attachments),
-            ),
+        text = (
+            case_id,
+            values["reference"] or "",
+            values["counterpart_reference"] or "",
+            values["summary"] or "",
+            "\n".join(notes),
+            "\n".join(str(a.get("name") or "") for a in attachments),
         )
+        held = db.execute(f"SELECT case_id, {', '.join(_FTS_TEXT_COLUMNS)} FROM cases_fts WHERE rowid = ?", (rowid,))
+        held_text = held.fetchone()
+        if held_text is not None and held_text[0] != case_id:  # two case ids whose hashes agree on 64 bits: never seen
+            raise ValueError(f"search index slot of case {case_id} is taken by case {held_text[0]}")
+        if held_text is None or tuple(held_text) != text:  # re-tokenising a case's every note costs: only if new
+            if held_text is not None:
+                db.execute("DELETE FROM cases_fts WHERE rowid = ?", (rowid,))
+            db.execute(
+                f"INSERT INTO cases_fts (rowid, case_id, {', '.join(_FTS_TEXT_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (rowid, *text),
+            )
 
-        held_blobs: set[str] = set()
-        blob_ids = sorted({str(a["blob_id"]) for a in attachments if a.get("blob_id")})
-        if blob_ids:
-            marks = ", ".join("?" for _ in blob_ids)
-            held_blobs = {
-                r[0]
-                for r in db.execute(
-                    f"SELECT DISTINCT blob_id FROM case_attachments WHERE have = 1 AND blob_id IN ({marks})", blob_ids
-                ).fetchall()
-            }
-        db.execute("DELETE FROM case_attachments WHERE case_id = ?", (case_id,))
+        records: list[dict[str, Any]] = []
         for attachment in attachments:
             unknown = set(attachment) - {*ATTACHMENT_COLUMNS, "have"}
             if unknown:
                 raise ValueError(f"not columns of case_attachments: {', '.join(sorted(unknown))}")
             if not attachment.get("attachment_id") or not attachment.get("blob_id"):
                 raise ValueError("an attachment needs attachment_id and blob_id")
-            record = {column: attachment.get(column) for column in ATTACHMENT_COLUMNS}
-            record["case_id"] = case_id
+            records.append({"case_id": case_id, **{column: attachment.get(column) for column in ATTACHMENT_COLUMNS}})
+        held_rows = db.execute(
+            f"SELECT case_id, {', '.join(ATTACHMENT_COLUMNS)}, have FROM case_attachments WHERE case_id = ?", (case_id,)
+        ).fetchall()
+        held_blobs = {r[ATTACHMENT_COLUMNS.index("blob_id") + 1] for r in held_rows if r[-1]}
+        blob_ids = sorted({str(r["blob_id"]) for r in records} - held_blobs)
+        if blob_ids:
+            marks = ", ".join("?" for _ in blob_ids)
+            held_blobs |= {
+                r[0]
+                for r in db.execute(
+                    f"SELECT DISTINCT blob_id FROM case_attachments WHERE have = 1 AND blob_id IN ({marks})", blob_ids
+                ).fetchall()
+            }
+        for record, attachment in zip(records, attachments, strict=True):
             record["have"] = int(bool(attachment.get("have")) or record["blob_id"] in held_blobs)
-            db.execute(
-                f"INSERT OR REPLACE INTO case_attachments ({', '.join(record)}) "
-                f"VALUES ({', '.join(':' + c for c in record)})",
-                record,
-            )
+        columns = ("case_id", *ATTACHMENT_COLUMNS, "have")
+        if sorted(tuple(r) for r in held_rows) == sorted(tuple(r[c] for c in columns) for r in records):
+            return
+        db.execute("DELETE FROM case_attachments WHERE case_id = ?", (case_id,))
+        marks = ", ".join("?" * len(columns))
+        insert = f"INSERT OR REPLACE INTO case_attachments ({', '.join(columns)}) VALUES ({marks})"
+        for record in records:
+            db.execute(insert, tuple(record[c] for c in columns))
 
     def get(self, case_id: str) -> dict[str, Any] | None:
         rows = self._db.query("SELECT * FROM cases WHERE case_id = ?", (case_id,))

@@ -24,7 +24,9 @@ import hashlib
 import logging
 import re
 import secrets
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
@@ -81,6 +83,16 @@ MEDIA_TYPES: Final = (
     "video/",
 )
 DEFAULT_MAX_ATTACHMENT = 50 * 1024 * 1024
+STATES_KEPT = 2_000  # cases whose last worked-out state is remembered (as many as CRDTs held in memory)
+
+
+@dataclass(frozen=True)
+class _Replayed:
+    """A case's state and the history entries and parties it was worked out from (see `Cases._state`)."""
+
+    ids: frozenset[str]
+    sides: dict[str, str]
+    state: workflow.CaseState
 
 
 class AttachmentRefused(NodeError):
@@ -182,6 +194,7 @@ class Cases:
         self._clock = clock
         self._today = today
         self.on_shared: Callable[[str, list[str]], None] = lambda doc_id, parties: None
+        self._replayed: OrderedDict[str, _Replayed] = OrderedDict()  # the last state worked out per case
 
     # -- reading --------------------------------------------------------------------------
 
@@ -201,12 +214,33 @@ class Cases:
         _, doc, roles = self._doc(case_id)
         return self._view(case_id, doc, roles)
 
-    def _state(self, doc: CrdtDocument, roles: Mapping[str, str]) -> workflow.CaseState:
-        return workflow.replay(doc.items(HISTORY), _sides(roles))
+    def _state(self, doc_id: str, doc: CrdtDocument, roles: Mapping[str, str]) -> workflow.CaseState:
+        """The case's workflow state: carried forward from the last one worked out for this case when the
+        entries added since change no status (`workflow.advance`), else replayed from the whole history.
+
+        The last state is trusted only for the very entries it was worked out from (their ids, all distinct,
+        a subset of today's) and the same parties, so a document reloaded after a rolled-back commit, or one
+        whose parties changed, is replayed.
+        """
+        history = doc.items(HISTORY)
+        sides = _sides(roles)
+        ids = [e.get("id") for e in history]
+        id_set = frozenset(i for i in ids if isinstance(i, str))
+        state: workflow.CaseState | None = None
+        known = self._replayed.get(doc_id)
+        if known is not None and known.sides == sides and len(id_set) == len(ids) and known.ids <= id_set:
+            state = workflow.advance(known.state, [e for e in history if e["id"] not in known.ids])
+        if state is None:
+            state = workflow.replay(history, sides)
+        self._replayed[doc_id] = _Replayed(id_set, sides, state)
+        self._replayed.move_to_end(doc_id)
+        while len(self._replayed) > STATES_KEPT:
+            self._replayed.popitem(last=False)
+        return replace(state, timeline=list(state.timeline), conflicts=list(state.conflicts))
 
     def _view(self, case_id: str, doc: CrdtDocument, roles: Mapping[str, str]) -> dict[str, Any]:
         main = doc.record(*MAIN) or {}
-        state = self._state(doc, roles)
+        state = self._state(case_doc(case_id), doc, roles)
         refs = doc.records(REFS)
         side = roles.get(self._me, ROLE_SHARED)
         requesting, requested = str(main.get("requesting", "")), str(main.get("requested", ""))
@@ -331,7 +365,7 @@ class Cases:
             return
         case_id = doc_id[len(CASE_PREFIX) :]
         try:
-            state = self._state(doc, roles)
+            state = self._state(doc_id, doc, roles)
         except HistoryInvalid:
             return  # not created yet (a partial catch-up); indexed once the creation arrives
         notes = [str(e.get("text", "")) for e in doc.items(HISTORY) if e.get("type") in ("note", "reminder")]
@@ -420,7 +454,7 @@ class Cases:
         doc_id, doc, roles = self._doc(case_id)
         reference, fields = case_fields.patch_fields(body)
         side = self._side(roles)
-        state = self._state(doc, roles)
+        state = self._state(doc_id, doc, roles)
         main = doc.record(*MAIN) or {}
         changed = [k for k, v in fields.items() if main.get(k) != v]
         if changed:
@@ -443,9 +477,9 @@ class Cases:
         return self.get(case_id)
 
     def check(self, case_id: str) -> list[dict[str, str]]:
-        _, doc, roles = self._doc(case_id)
+        doc_id, doc, roles = self._doc(case_id)
         main = doc.record(*MAIN) or {}
-        case = {**main, "kind": self._state(doc, roles).kind}
+        case = {**main, "kind": self._state(doc_id, doc, roles).kind}
         profile = self._profile_of(str(main.get("requested_country", "")))
         return check_draft(case, profile, today=self._today())
 
@@ -463,7 +497,7 @@ class Cases:
             raise ValidationError("the transition is invalid", fields=errors)
         assert isinstance(to, str) and reason is not None
         doc_id, doc, roles = self._doc(case_id)
-        state = self._state(doc, roles)
+        state = self._state(doc_id, doc, roles)
         workflow.check_transition(state.kind, state.status, to, self._side(roles))
         if to == "sent":
             problems = blocking(self.check(case_id))
@@ -481,7 +515,7 @@ class Cases:
         text = case_fields.note_text(body)
         doc_id, doc, roles = self._doc(case_id)
         if kind == "reminder":
-            state = self._state(doc, roles)
+            state = self._state(doc_id, doc, roles)
             if state.status in workflow.FINAL_STATUSES or state.status == "draft":
                 raise Forbidden("a reminder is for a request that is sent and not yet finished")
         entry = self._entry(doc, kind, actor, text=text)
@@ -499,7 +533,7 @@ class Cases:
         data = case_fields.check_object(body)
         to_kind = data.get("kind")
         doc_id, doc, roles = self._doc(case_id)
-        state = self._state(doc, roles)
+        state = self._state(doc_id, doc, roles)
         if not isinstance(to_kind, str):
             raise ValidationError("say which kind of request it becomes", fields={"kind": "is required"})
         workflow.check_conversion(state.kind, state.status, self._side(roles), to_kind)

@@ -73,7 +73,9 @@ class Replica(Protocol):
 
     def versions(self, doc_id: str) -> VersionVector: ...
 
-    def entries_missing(self, doc_id: str, have: VersionVector) -> list[SignedUpdate]: ...
+    def entries_missing(self, doc_id: str, have: VersionVector, *, merge_own: bool = False) -> list[SignedUpdate]:
+        """What a holder of `have` lacks; `merge_own`: runs of this node's own entries may come as one."""
+        ...
 
     def apply_remote(self, entries: Sequence[SignedUpdate], *, via: str) -> ApplyOutcome:
         """Verify and store entries durably; UpdateRejected for the peer's fault, ReplicaUnavailable for ours."""
@@ -398,7 +400,7 @@ class SyncEngine:
             self.dirty_cursors.add(peer)
             if not versions.want_missing or isinstance(conn, MailLink):
                 continue  # mail: `mail_for` sends what the peer lacks, once, with the rest of the round
-            missing = self._replica.entries_missing(doc_id, have)
+            missing = self._replica.entries_missing(doc_id, have, merge_own=True)
             if missing:
                 sends.append((doc_id, missing))
         self._send_grants(conn, [doc_id for doc_id, _ in sends if not docs[doc_id]])
@@ -545,7 +547,7 @@ class SyncEngine:
         sent: dict[str, VersionVector] = {}
         for doc_id in docs:
             known = merge(self.cursors[peer].get(doc_id, {}), mailed.get(doc_id, {}))
-            missing = self._replica.entries_missing(doc_id, known)
+            missing = self._replica.entries_missing(doc_id, known, merge_own=True)
             if not missing:
                 continue
             if not known:

@@ -162,6 +162,42 @@ def test_upsert_replaces_the_row_and_the_search_text(db: Database, index: CaseIn
     assert index.doc_id("nope") is None
 
 
+def _changes(db: Database, index: CaseIndex, row: dict[str, Any], notes: tuple[str, ...], **kw: Any) -> int:
+    """Rows an upsert wrote (SQLite's own count, FTS shadow tables included)."""
+    before = db.query("SELECT total_changes() AS n")[0]["n"]
+    put(db, index, row, notes=notes, **kw)
+    return int(db.query("SELECT total_changes() AS n")[0]["n"] - before)
+
+
+def test_upsert_writes_only_what_changed(db: Database, index: CaseIndex) -> None:
+    put(db, index, quiet("C-1"), notes=("first note",), attachments=(attachment("a1", "b1"),))
+    # The same case again, re-projected a moment later: nothing is written, not even `updated_at`.
+    assert (
+        _changes(
+            db,
+            index,
+            quiet("C-1", updated_at="2025-02-01T00:00:00Z"),
+            ("first note",),
+            attachments=(attachment("a1", "b1"),),
+        )
+        == 0
+    )
+    row = index.get("C-1")
+    assert row is not None and row["updated_at"] == "2025-01-05T08:00:00+00:00"
+    # A status change rewrites the row only; a note rewrites the search text too.
+    changed = quiet("C-1", status="in_execution", updated_at="2025-02-02T00:00:00Z")
+    assert _changes(db, index, changed, ("first note",), attachments=(attachment("a1", "b1"),)) == 1
+    row = index.get("C-1")
+    assert row is not None and (row["status"], row["updated_at"]) == ("in_execution", "2025-02-02T00:00:00Z")
+    assert find(index, q="second") == []
+    assert _changes(db, index, changed, ("first note", "second note"), attachments=(attachment("a1", "b1"),)) > 1
+    assert find(index, q="second") == ["C-1"] and find(index, q="first") == ["C-1"]
+    assert [a["attachment_id"] for a in index.attachments("C-1")] == ["a1"]
+    # An attachment renamed is rewritten and found by its new name.
+    put(db, index, changed, notes=("first note", "second note"), attachments=(attachment("a1", "b1", name="x.pdf"),))
+    assert find(index, q="x.pdf") == ["C-1"]
+
+
 def test_upsert_in_a_failed_transaction_leaves_nothing(db: Database, index: CaseIndex) -> None:
     with pytest.raises(RuntimeError), db.write() as w:
         index.upsert(w, quiet("C-1"), notes=["n"], attachments=[{"attachment_id": "a", "blob_id": "b"}])

@@ -694,3 +694,68 @@ def test_concurrent_branches_replay_the_same_everywhere_and_only_legally(
     assert wf.replay(joined.entries + other_order[:3], SIDES) == state  # duplicates change nothing
     _legal_timeline(state, kind)
     assert ch.verify_chain(other_order, {i.node_id: i.public.sign_key for i in authors}.get).ok
+
+
+# -- carrying a state forward ------------------------------------------------------------------------------
+
+PASSIVE_ENTRIES: dict[str, dict[str, Any]] = {
+    "note": {"text": "called"},
+    "reminder": {"text": "awaiting"},
+    "attachment": {"attachment": "A1", "name": "a.pdf", "sha256": "0" * 64},
+    "edited": {"fields": ["summary"]},
+    "shared": {"with": OBSERVER.node_id},
+}
+
+
+@settings(deadline=None, max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(["mla", "consultation"]),
+    prefix=step_choices(),
+    added=st.lists(
+        st.tuples(st.sampled_from([*PASSIVE_ENTRIES, "transition"]), st.integers(-5, 60), st.integers(0, 1)),
+        max_size=6,
+    ),
+)
+def test_advance_gives_what_a_replay_gives_or_declines(
+    kind: str, prefix: list[tuple[int, int, int]], added: list[tuple[str, int, int]]
+) -> None:
+    """`advance` is a shortcut for `replay`: whenever it answers, the answer is the replay's."""
+    authors = (REQUESTING, REQUESTED)
+    case = Case(kind)
+    for choice, minutes, who in prefix:
+        _step(case, authors[who], choice, minutes)
+    before = case.state()
+    start = len(case.entries)
+    for type_, minutes, who in added:
+        case.clock = minutes - 1  # entries may be older than the last action, as a late peer's are
+        if type_ == "transition":
+            status = wf.replay(case.entries, SIDES).status
+            case.move(authors[who], status, "withdrawn")
+        else:
+            case.add(authors[who], type_, **PASSIVE_ENTRIES[type_])
+    carried = wf.advance(before, case.entries[start:])
+    if any(t == "transition" for t, _, _ in added):
+        assert carried is None
+    else:
+        assert carried == wf.replay(case.entries, SIDES)
+        assert carried is not before and carried.timeline is not before.timeline
+
+
+def test_advance_declines_a_malformed_entry_and_a_time_written_another_way() -> None:
+    case = Case("mla")
+    case.move(REQUESTING, "draft", "sent")
+    state = case.state()
+    assert state.last_action_at is not None
+    assert wf.advance(state, [{"type": "note", "text": "no id, no signature"}]) is None
+    same_instant = ch.make_entry(
+        REQUESTED,
+        prev=ch.heads(case.entries),
+        type="note",
+        user="u",
+        at=state.last_action_at.replace("Z", "+00:00"),
+        text="x",
+    )
+    assert wf.advance(state, [same_instant]) is None
+    later = ch.make_entry(REQUESTED, prev=ch.heads(case.entries), type="note", user="u", at=at(99), text="x")
+    carried = wf.advance(state, [later])
+    assert carried is not None and carried.last_action_at == at(99) and carried.status == "sent"
