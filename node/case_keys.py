@@ -26,6 +26,7 @@ import sys
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Final
 
 import sqlite_utils
 
@@ -58,6 +59,14 @@ ROLE_SHARED = "shared"
 CIPHERS_KEPT = 4_096  # ciphers (about 2.5 kB each) kept ready; the keys themselves are all in memory
 
 
+_KEPT: Final = ("doc_id", "doc_key", "older_keys", "key_since", "grant", "version", "parties", "received_at")
+_QUOTED: Final = [f'"{c}"' for c in _KEPT]  # "grant" is an SQL keyword
+_KEEP_SQL: Final = (
+    f"INSERT INTO case_keys ({', '.join(_QUOTED)}) VALUES ({', '.join('?' * len(_KEPT))}) "
+    f"ON CONFLICT(doc_id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _QUOTED[1:])}"
+)
+
+
 @dataclass(frozen=True)
 class HeldKey:
     key: bytes
@@ -69,6 +78,19 @@ class HeldKey:
     @property
     def keys(self) -> tuple[bytes, ...]:
         return (self.key, *self.older)
+
+
+_HELD_COLUMNS: Final = "doc_id, doc_key, version, parties, older_keys, key_since"
+
+
+def _held_key(row: Sequence[Any], parsed: dict[str, dict[str, str]]) -> HeldKey:
+    """A `case_keys` row (`_HELD_COLUMNS`) as held in memory. Most cases have the same two parties: each
+    distinct party list is parsed once (`parsed`) and held once."""
+    _, key, version, parties, older, since = row
+    roles = parsed.get(parties)
+    if roles is None:
+        roles = parsed[parties] = {sys.intern(n): sys.intern(r) for n, r in json.loads(parties).items()}
+    return HeldKey(key=key, version=version, roles=roles, older=_split(older), since=since or "")
 
 
 def _split(blob: bytes | None) -> tuple[bytes, ...]:
@@ -98,19 +120,24 @@ class CaseKeys:
         self._clock = clock
         self._held: dict[str, HeldKey] = {}
         self._ciphers: OrderedDict[str, EpochCipher] = OrderedDict()
+        self._replaced: list[str] | None = None  # cases whose keys changed while grants are accepted (see there)
 
     def load(self) -> None:
         held: dict[str, HeldKey] = {}
-        # Most cases have the same two parties: each distinct party list is parsed once and held once.
         parsed: dict[str, dict[str, str]] = {}
-        rows = self._db.rows("SELECT doc_id, doc_key, version, parties, older_keys, key_since FROM case_keys")
-        for doc_id, key, version, parties, older, since in rows:
-            roles = parsed.get(parties)
-            if roles is None:
-                roles = parsed[parties] = {sys.intern(n): sys.intern(r) for n, r in json.loads(parties).items()}
-            held[doc_id] = HeldKey(key=key, version=version, roles=roles, older=_split(older), since=since or "")
+        for row in self._db.rows(f"SELECT {_HELD_COLUMNS} FROM case_keys"):
+            held[row[0]] = _held_key(row, parsed)
         self._held = held
         self._ciphers.clear()
+
+    def _reread(self, doc_id: str) -> None:
+        """Hold what the database holds for a case again, after a write that changed it did not commit."""
+        rows = self._db.rows(f"SELECT {_HELD_COLUMNS} FROM case_keys WHERE doc_id = ?", (doc_id,))
+        if rows:
+            self._held[doc_id] = _held_key(rows[0], {})
+        else:
+            self._held.pop(doc_id, None)
+        self._ciphers.pop(doc_id, None)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -239,14 +266,27 @@ class CaseKeys:
     # -- receiving ------------------------------------------------------------------------
 
     def accept_grants(self, grants: Sequence[bytes], *, via: str) -> None:
-        """Keep each acceptable grant; raise for the first bad one once all were looked at."""
+        """Keep each acceptable grant; raise for the first bad one once all were looked at.
+
+        All in one grouped write: a peer catching up sends a thousand grants in a message, and a commit each
+        (an fsync) took longer than the cases they open.
+        """
         problem: UpdateRejected | None = None
-        for data in grants:
-            try:
-                self._accept(data, via)
-            except UpdateRejected as exc:
-                log.warning("key grant from %s refused: %s", via, exc.message)
-                problem = problem or exc
+        self._replaced = []
+        try:
+            with self._db.write(grouped=True):
+                for data in grants:
+                    try:
+                        self._accept(data, via)
+                    except UpdateRejected as exc:
+                        log.warning("key grant from %s refused: %s", via, exc.message)
+                        problem = problem or exc
+        except BaseException:
+            for doc_id in self._replaced or ():  # the unit was rolled back: so is what it held
+                self._reread(doc_id)
+            raise
+        finally:
+            self._replaced = None
         if problem is not None:
             raise problem
 
@@ -306,27 +346,31 @@ class CaseKeys:
         self._keep(grant, merged, since=held.since if keys[0] == held.key else None)
 
     def _keep(self, grant: KeyGrant, keys: tuple[bytes, ...], *, since: str | None = None) -> None:
-        data = encode_grant(grant)
         started = since or self._clock()
+        row = (
+            grant.doc_id,
+            keys[0],
+            b"".join(keys[1:]),
+            started,
+            encode_grant(grant),
+            grant.version,
+            json.dumps(grant.roles, sort_keys=True),
+            self._clock(),
+        )
         with self._db.write() as db:
-            db.table("case_keys").upsert(
-                {
-                    "doc_id": grant.doc_id,
-                    "doc_key": keys[0],
-                    "older_keys": b"".join(keys[1:]),
-                    "key_since": started,
-                    "grant": data,
-                    "version": grant.version,
-                    "parties": json.dumps(grant.roles, sort_keys=True),
-                    "received_at": self._clock(),
-                },
-                pk="doc_id",
-            )
-        self._held[grant.doc_id] = HeldKey(keys[0], grant.version, dict(grant.roles), keys[1:], started)
-        self._ciphers.pop(grant.doc_id, None)
+            # Plain SQL: sqlite_utils' `upsert` reads the schema again on every call, once per grant of a catch-up.
+            db.execute(_KEEP_SQL, row)
+            self._hold(grant.doc_id, HeldKey(keys[0], grant.version, dict(grant.roles), keys[1:], started))
 
     def _store_keys(self, doc_id: str, held: HeldKey, keys: tuple[bytes, ...]) -> None:
         with self._db.write() as db:
             db.execute("UPDATE case_keys SET older_keys = ? WHERE doc_id = ?", (b"".join(keys[1:]), doc_id))
-        self._held[doc_id] = HeldKey(keys[0], held.version, held.roles, keys[1:], held.since)
+            self._hold(doc_id, HeldKey(keys[0], held.version, held.roles, keys[1:], held.since))
+
+    def _hold(self, doc_id: str, held: HeldKey) -> None:
+        """Hold a key from inside the write that stores it, and let go of it again if that write does not commit."""
+        self._db.on_abort(lambda: self._reread(doc_id))
+        if self._replaced is not None:
+            self._replaced.append(doc_id)
+        self._held[doc_id] = held
         self._ciphers.pop(doc_id, None)
