@@ -67,15 +67,37 @@ def _check_storable(value: JsonValue, depth: int = 0) -> None:
             _check_storable(item, depth + 1)
 
 
+class _Roots:
+    """A document's root types, looked up once: pycrdt's `Doc.get` opens a transaction and builds a new wrapper on
+    every call (about 20 us), and judging one peer's update to a case reads five roots twice."""
+
+    def __init__(self, doc: pycrdt.Doc[Any]) -> None:
+        self.doc = doc
+        self._maps: dict[str, pycrdt.Map[Any]] = {}
+        self._arrays: dict[str, pycrdt.Array[Any]] = {}
+
+    def map(self, name: str) -> pycrdt.Map[Any]:
+        found = self._maps.get(name)
+        if found is None:
+            found = self._maps[name] = self.doc.get(name, type=pycrdt.Map)
+        return found
+
+    def array(self, name: str) -> pycrdt.Array[Any]:
+        found = self._arrays.get(name)
+        if found is None:
+            found = self._arrays[name] = self.doc.get(name, type=pycrdt.Array)
+        return found
+
+
 class DocumentChange:
     """The operations allowed inside one change; they become one update."""
 
-    def __init__(self, doc: pycrdt.Doc[Any]) -> None:
-        self._doc = doc
+    def __init__(self, roots: _Roots) -> None:
+        self._roots = roots
+        self._doc = roots.doc  # for tests that forge what a modified node could send
 
     def _collection(self, name: str) -> pycrdt.Map[Any]:
-        records: pycrdt.Map[Any] = self._doc.get(name, type=pycrdt.Map)
-        return records
+        return self._roots.map(name)
 
     def put_record(self, collection: str, key: str, fields: Record) -> None:
         """Create the record, or replace every field given (fields not given are kept)."""
@@ -104,7 +126,7 @@ class DocumentChange:
 
     def append(self, list_name: str, item: Record) -> None:
         _check_storable(item)
-        self._doc.get(list_name, type=pycrdt.Array).append(dict(item))
+        self._roots.array(list_name).append(dict(item))
 
 
 class CrdtDocument:
@@ -112,6 +134,7 @@ class CrdtDocument:
 
     def __init__(self) -> None:
         self._doc: pycrdt.Doc[Any] = pycrdt.Doc()
+        self._roots = _Roots(self._doc)
         self._captured: list[bytes] = []
         # Lists as last read, until the document changes: one edit of a case reads its history several times
         # (to chain the new entry, to replay the workflow, to index the notes), each a full read.
@@ -127,7 +150,7 @@ class CrdtDocument:
         self._captured.clear()
         self._lists.clear()
         with self._doc.transaction(origin="local"):
-            edit(DocumentChange(self._doc))
+            edit(DocumentChange(self._roots))
         updates = [u for u in self._captured if u and u != b"\x00\x00"]
         self._captured.clear()
         if not updates:
@@ -167,19 +190,19 @@ class CrdtDocument:
         roots: dict[str, Any] = {}
         nested: dict[str, frozenset[str]] = {}
         for name in collections:
-            records = self._doc.get(name, type=pycrdt.Map)
+            records = self._roots.map(name)
             roots[name] = _as_json(records)
             nested[name] = frozenset(k for k, v in records.items() if isinstance(v, pycrdt.Map))
         for name in lists:
-            roots[name] = _as_json(self._doc.get(name, type=pycrdt.Array))
+            roots[name] = _as_json(self._roots.array(name))
         return DocView(roots, nested)
 
     def records(self, collection: str) -> dict[str, Record]:
-        value = _as_json(self._doc.get(collection, type=pycrdt.Map))
+        value = _as_json(self._roots.map(collection))
         return {k: v for k, v in (value or {}).items() if isinstance(v, dict)}
 
     def record(self, collection: str, key: str) -> Record | None:
-        found = self._doc.get(collection, type=pycrdt.Map).get(key)
+        found = self._roots.map(collection).get(key)
         if isinstance(found, pycrdt.Map):
             value = _as_json(found)
             return value if isinstance(value, dict) else None
@@ -188,7 +211,7 @@ class CrdtDocument:
     def items(self, list_name: str) -> list[Record]:
         held = self._lists.get(list_name)
         if held is None:
-            value = _as_json(self._doc.get(list_name, type=pycrdt.Array)) or []
+            value = _as_json(self._roots.array(list_name)) or []
             held = self._lists[list_name] = [v for v in value if isinstance(v, dict)]
         return [dict(v) for v in held]  # the caller's own records: changing one changes nothing here
 

@@ -53,6 +53,10 @@ log = logging.getLogger(__name__)
 MAX_ENTRIES_PER_PUSH = 2_000
 MAX_QUEUED_MESSAGES = 10_000
 MAX_ACKS_PER_MESSAGE = 1_000  # documents acknowledged in one partial Versions
+# A catch-up is queued a batch of documents at a time, the next once the link has drained below the mark: queuing
+# ten thousand cases at once filled the queue past its limit, which drops the peer, which asked again, forever.
+CATCH_UP_BATCH = 256  # messages queued per batch
+CATCH_UP_REFILL_BELOW = 64  # messages still queued when the next batch is made
 # A session whose updates this node could not store is kept open but idle this long, then closed, so the peer
 # neither redials at once nor re-sends everything while the disk refuses writes, and offers it all again later.
 STALL_SECONDS = 10.0
@@ -125,6 +129,9 @@ class Connection:
     flush_mark: int | None = None  # the replica's commit mark when the first of what is gathered was stored
     direct: frozenset[str] | None = None  # the peers this peer last said it has sessions with (None: never said)
     direct_sent: tuple[str, ...] | None = None  # what this node last said to it about its own sessions
+    # Documents whose missing entries are still to be sent (a catch-up), in order, and whether the peer said it
+    # holds nothing of them (then it needs the key grant first): see `SyncEngine._refill`.
+    backlog: dict[str, bool] = field(default_factory=dict)
 
     @property
     def peer_id(self) -> str | None:
@@ -275,6 +282,8 @@ class SyncEngine:
                 if self._durability is not None:
                     await self._durability.durable(mark)
                 await send(data)
+                if conn.backlog and conn.queue.qsize() < CATCH_UP_REFILL_BELOW:
+                    self._refill(conn)
             except (ConnectionError, RuntimeError, OSError):
                 conn.session.close()
                 return
@@ -389,7 +398,6 @@ class SyncEngine:
             self._mailed.pop(peer, None)  # the peer's own word replaces what mail was assumed to deliver
             for doc_id in self._replica.doc_ids():
                 docs.setdefault(doc_id, {})
-        sends: list[tuple[str, list[SignedUpdate]]] = []  # grants first, for every document, then the entries
         for doc_id, have in docs.items():
             if not self._entitled(doc_id, peer):
                 continue
@@ -400,18 +408,40 @@ class SyncEngine:
             self.dirty_cursors.add(peer)
             if not versions.want_missing or isinstance(conn, MailLink):
                 continue  # mail: `mail_for` sends what the peer lacks, once, with the rest of the round
-            missing = self._replica.entries_missing(doc_id, have, merge_own=True)
-            if missing:
-                sends.append((doc_id, missing))
-        self._send_grants(conn, [doc_id for doc_id, _ in sends if not docs[doc_id]])
-        for doc_id, missing in sends:
-            for start in range(0, len(missing), MAX_ENTRIES_PER_PUSH):
-                chunk = tuple(missing[start : start + MAX_ENTRIES_PER_PUSH])
-                self._send(conn, Updates(doc_id=doc_id, entries=chunk))
+            conn.backlog[doc_id] = conn.backlog.get(doc_id, False) or not have
+        if isinstance(conn, Connection) and conn.backlog and conn.queue.qsize() < CATCH_UP_REFILL_BELOW:
+            self._refill(conn)
         if versions.complete:
             self.on_complete_versions(peer, dict(versions.docs))
         self._on_synced(peer)
         self.changed.set()
+
+    def _refill(self, conn: Connection) -> None:
+        """Queue the next documents of a catch-up (`Connection.backlog`): the keys the peer lacks, then the
+        entries it lacks, as known when they are queued (what it acknowledged meanwhile is not sent again)."""
+        if conn.session.state is not SessionState.ESTABLISHED:
+            conn.backlog.clear()
+            return
+        peer = conn.peer_id
+        assert peer is not None
+        sends: list[tuple[str, list[SignedUpdate]]] = []
+        grants: list[str] = []
+        queued = 0
+        while conn.backlog and queued < CATCH_UP_BATCH:
+            doc_id = next(iter(conn.backlog))
+            holds_nothing = conn.backlog.pop(doc_id)
+            if not self._entitled(doc_id, peer):
+                continue  # no longer shared with it (a revocation since it asked)
+            missing = self._replica.entries_missing(doc_id, self.cursors[peer].get(doc_id, {}), merge_own=True)
+            if missing:
+                sends.append((doc_id, missing))
+                if holds_nothing:
+                    grants.append(doc_id)
+                queued += -(-len(missing) // MAX_ENTRIES_PER_PUSH)
+        self._send_grants(conn, grants)
+        for doc_id, missing in sends:
+            for start in range(0, len(missing), MAX_ENTRIES_PER_PUSH):
+                self._send(conn, Updates(doc_id=doc_id, entries=tuple(missing[start : start + MAX_ENTRIES_PER_PUSH])))
 
     def _updates_received(self, conn: Link, updates: Updates) -> None:
         peer = conn.peer_id

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+import sync.engine
 from crypto.authorship import _signed_message, sign_update
 from crypto.envelope import open_envelope, peek_header, seal
 from crypto.errors import EnvelopeRejected
@@ -342,6 +343,29 @@ async def test_a_burst_of_live_edits_sends_each_entry_about_once(network: Networ
     assert b.contacts(a) == a.contacts(a)
     sent = sum(len(message.entries) for message in link.updates_sent_by(a, network.trusted)[already:])
     assert burst <= sent <= 2 * burst
+
+
+async def test_a_catch_up_larger_than_the_outgoing_queue_is_sent_as_the_link_drains(
+    network: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Queued all at once, a catch-up of more documents than the queue holds dropped the peer, which asked again
+    on its next session, and so on for ever: it must be queued a batch at a time instead."""
+    members = [network.member(f"m{i}") for i in range(6)]
+    hub = network.member("hub")
+    for i, member in enumerate(members):
+        member.put("c", name=f"officer {i}")
+        network.link(member, hub)
+    await network.until(lambda: all(hub.contacts(m) == m.contacts(m) for m in members), "the hub to hold them all")
+    monkeypatch.setattr(sync.engine, "MAX_QUEUED_MESSAGES", 4)
+    monkeypatch.setattr(sync.engine, "CATCH_UP_BATCH", 1)
+    monkeypatch.setattr(sync.engine, "CATCH_UP_REFILL_BELOW", 2)
+    late = network.member("late")
+    link = network.link(late, hub)
+    await network.until(lambda: all(late.contacts(m) == m.contacts(m) for m in members), "the late joiner to catch up")
+    assert not any(task.done() for task in link.tasks), "the session stayed up"
+    assert hub.engine.is_connected(late.node_id) and late.rejections.records == hub.rejections.records == []
+    sent = sum(len(message.entries) for message in link.updates_sent_by(hub, network.trusted))
+    assert sent == len(members)  # each document once
 
 
 async def test_the_engine_remembers_what_each_peer_holds(network: Network) -> None:
