@@ -41,6 +41,7 @@ Document updates and attachments are sealed with `DocCipher` under a random nonc
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -132,8 +133,12 @@ def _canonical_json(payload: dict[str, Any]) -> bytes:
 
 
 def _is_canonical_node_id(value: object) -> bool:
-    if not isinstance(value, str):
-        return False
+    return isinstance(value, str) and _canonical_node_id(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _canonical_node_id(value: str) -> bool:
+    """Cached: a node checks the same few party IDs in every grant of a catch-up (thousands of them)."""
     try:
         return parse_node_id(value) == value
     except NodeIdError:

@@ -323,7 +323,7 @@ class CaseKeys:
                 return  # a grant already held, wrapped for keys this node has since rotated away
             raise UpdateRejected("bad_grant", "key grant cannot be unwrapped by this node") from exc
         if held is None:
-            self._keep(grant, keys)
+            self._keep(grant, keys, data=data)
             return
         if not held.key:
             return  # shredded here: its keys are not taken back
@@ -343,16 +343,20 @@ class CaseKeys:
         if held.key not in keys:
             raise UpdateRejected("bad_grant", "a later key grant must carry the keys of the case's history")
         merged = (*keys, *(k for k in held.keys if k not in keys))[:MAX_EPOCH_KEYS]
-        self._keep(grant, merged, since=held.since if keys[0] == held.key else None)
+        self._keep(grant, merged, since=held.since if keys[0] == held.key else None, data=data)
 
-    def _keep(self, grant: KeyGrant, keys: tuple[bytes, ...], *, since: str | None = None) -> None:
+    def _keep(
+        self, grant: KeyGrant, keys: tuple[bytes, ...], *, since: str | None = None, data: bytes | None = None
+    ) -> None:
+        """Store a grant and hold its keys; `data` is the grant as received (`decode_grant` took only its
+        canonical form), or None for one this node issued."""
         started = since or self._clock()
         row = (
             grant.doc_id,
             keys[0],
             b"".join(keys[1:]),
             started,
-            encode_grant(grant),
+            bytes(data) if data is not None else encode_grant(grant),
             grant.version,
             json.dumps(grant.roles, sort_keys=True),
             self._clock(),
