@@ -39,6 +39,7 @@ from urllib.parse import quote
 
 import sqlcipher3
 import sqlite_utils
+from sqlite_utils.utils import dedupe_keys
 
 from node.errors import SchemaTooNew, StorageError, StorageFull, StorageReadOnly
 from node.migrations import LATEST_VERSION, MIGRATIONS
@@ -522,8 +523,15 @@ class Database:
             return list(self._conn.execute(sql, params).fetchall())
 
     def query(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        """Rows as dicts. On the connection itself: sqlite_utils' `query` wraps every read in a savepoint
+        (to tell a statement that returns no rows), which outside a transaction begins and ends one, and cost a
+        busy node more than the reads (its API token check alone was a tenth of its time)."""
         with self._lock:
-            return list(self.db.query(sql, params))
+            cursor = self._conn.execute(sql, params)
+            if cursor.description is None:
+                raise ValueError("query() is for statements that return rows")
+            keys = dedupe_keys(d[0] for d in cursor.description)  # a second "id" is "id_2", as before
+            return [dict(zip(keys, row, strict=True)) for row in cursor]
 
     def data_version(self) -> int:
         """Changes when another process (the CLI) commits to the database."""
