@@ -154,8 +154,8 @@ class NetProxy:
             while data := await reader.read(CHUNK):
                 if writer.transport.is_closing():
                     break
+                route.forwarded += len(data)  # counted first: the peer may read it before `write` returns
                 writer.write(data)
-                route.forwarded += len(data)
                 await writer.drain()
         except (ConnectionError, OSError):
             pass
