@@ -7,6 +7,7 @@ library primitive can be swapped without touching the other. Private keys stay i
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -110,7 +111,16 @@ class Identity:
 def verify_signature(sign_key: bytes, signature: bytes, data: bytes) -> None:
     """Raise `SignatureInvalid` for a bad signature, and equally for a malformed key or signature,
     so callers have one failure to handle and an attacker learns nothing from which one it was."""
+    if isinstance(sign_key, bytearray | memoryview):
+        sign_key = bytes(sign_key)
     try:
-        Ed25519PublicKey.from_public_bytes(sign_key).verify(signature, data)
+        _public_key(sign_key).verify(signature, data)
     except (InvalidSignature, ValueError, TypeError):
         raise SignatureInvalid() from None
+
+
+@functools.lru_cache(maxsize=1024)
+def _public_key(sign_key: bytes) -> Ed25519PublicKey:
+    """A key object per trusted peer, made once: a catch-up checks thousands of signatures by the same few nodes.
+    A malformed key raises ValueError every time (exceptions are not cached)."""
+    return Ed25519PublicKey.from_public_bytes(sign_key)

@@ -745,4 +745,5 @@ class Cases:
         for entry in added:
             case_history.verify_entry(entry, key)
         if added:
-            workflow.check_new_entries(new_history, [str(e["id"]) for e in added], _sides(roles), author)
+            ids = [str(e["id"]) for e in added]
+            workflow.check_new_entries(new_history, ids, _sides(roles), author, verified=True)
