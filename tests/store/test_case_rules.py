@@ -9,6 +9,7 @@ import pycrdt
 import pytest
 from nodeproc import forge_case_update
 
+from crypto.authorship import sign_update
 from crypto.doc_keys import decode_grant, encode_grant, issue_grant
 from node import case_history
 from node.crdt import DocumentChange
@@ -122,6 +123,22 @@ def test_forged_change_by_the_counterpart_is_refused_and_nothing_applied(
     with pytest.raises(UpdateRejected) as refused:
         th.store.apply_remote([forge(vn, doc_id, edit)], via=vn.node_id)
     assert refused.value.reason == reason
+    assert (th.store.versions(doc_id), th.cases.get(doc_id.split("/")[1])) == before
+
+
+@pytest.mark.parametrize("body", [b"\x00", b"\xff" * 40, b"not a CRDT update at all"])
+def test_a_case_update_that_is_not_a_crdt_update_is_refused(case: tuple[Node, Node, str], body: bytes) -> None:
+    """Sealed with the case key and signed by a party, but no CRDT update: its trial refuses it, nothing applied."""
+    th, vn, doc_id = case
+    cipher = vn.case_keys.cipher(doc_id)
+    assert cipher is not None
+    sealed = cipher.seal_update(body, author=vn.node_id)
+    seq = vn.store.versions(doc_id).get(vn.node_id, 0) + 1
+    sig = sign_update(vn.identity, doc_id=doc_id, seq_from=seq, seq_to=seq, update=sealed)
+    before = (th.store.versions(doc_id), th.cases.get(doc_id.split("/")[1]))
+    with pytest.raises(UpdateRejected) as refused:
+        th.store.apply_remote([SignedUpdate(doc_id, vn.node_id, seq, seq, sealed, sig)], via=vn.node_id)
+    assert refused.value.reason == "malformed_update"
     assert (th.store.versions(doc_id), th.cases.get(doc_id.split("/")[1])) == before
 
 
