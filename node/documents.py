@@ -52,7 +52,7 @@ COMPACT_OWN_ABOVE = 256  # own log entries of one document before older ones are
 COMPACT_KEEP_RECENT = 64  # own recent entries left unmerged, so peers slightly behind get small ones
 MAX_LOADED = 2_000  # CRDTs kept in memory; others are rebuilt from snapshot and log on use
 MERGE_SEND_MAX_BYTES = 256 * 1024  # a lagging peer's run of this node's entries is merged up to this many bytes
-MERGED_KEPT = 512  # merged runs remembered, so peers catching up on the same documents cost one signature
+MERGED_KEPT_BYTES = 16 * 1024 * 1024  # merged runs remembered (their bodies), so a second peer costs no signature
 
 
 def utc_now() -> str:
@@ -148,6 +148,7 @@ class DocumentStore:
         self._forgotten: set[str] = set()  # crypto-shredded: only the version vector is left (`forget`)
         self._docs: OrderedDict[str, _Held] = OrderedDict()
         self._merged_runs: OrderedDict[tuple[str, int, int], SignedUpdate] = OrderedDict()
+        self._merged_bytes = 0
         self._listeners: list[StoredListener] = []
         self._indexers: list[Indexer] = []
 
@@ -199,7 +200,7 @@ class DocumentStore:
     def forgot(self, doc_id: str) -> None:
         """After the transaction of `forget` committed: drop it from memory too."""
         for run in [r for r in self._merged_runs if r[0] == doc_id]:
-            del self._merged_runs[run]
+            self._merged_bytes -= len(self._merged_runs.pop(run).body)
         self._forgotten.add(doc_id)
         self._docs.pop(doc_id, None)
 
@@ -268,8 +269,9 @@ class DocumentStore:
         sig = sign_update(self._identity, doc_id=doc_id, seq_from=first, seq_to=last, update=body)
         merged = SignedUpdate(doc_id, self._me, first, last, body, sig)
         self._merged_runs[(doc_id, first, last)] = merged
-        while len(self._merged_runs) > MERGED_KEPT:
-            self._merged_runs.popitem(last=False)
+        self._merged_bytes += len(body)
+        while self._merged_bytes > MERGED_KEPT_BYTES:
+            self._merged_bytes -= len(self._merged_runs.popitem(last=False)[1].body)
         return [merged]
 
     def key_grant(self, doc_id: str) -> bytes | None:

@@ -93,3 +93,26 @@ def test_a_merged_run_stops_at_the_size_limit(
     assert sum(e.seq_to - e.seq_from + 1 for e in sent) == len(log)
     assert len(sent) > 4  # more, smaller runs
     assert all(len(e.body) <= max(th_sizes) * 2 + 64 for e in sent if names[e.author] == "th")
+
+
+def test_remembered_merged_runs_stay_within_their_byte_budget(
+    pair: tuple[Node, Node, Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    th, vn, _ = pair
+    doc_ids = []
+    for n in range(6):
+        created = th.cases.create(
+            {"kind": "mla", "counterpart": vn.node_id, "reference": f"TH-{n}", "summary": "s", "languages": ["en"]},
+            actor="tests",
+        )
+        th.cases.add_note(created["id"], {"text": f"call {n}"}, actor="tests")
+        doc_ids.append(f"case/{created['id']}")
+    one = th.store.entries_missing(doc_ids[0], {}, merge_own=True)[0]
+    budget = len(one.body) * 3
+    monkeypatch.setattr(node.documents, "MERGED_KEPT_BYTES", budget)
+    for doc_id in doc_ids:
+        th.store.entries_missing(doc_id, {}, merge_own=True)
+        assert th.store._merged_bytes <= budget
+    kept = th.store._merged_runs
+    assert 0 < len(kept) < len(doc_ids) and sum(len(e.body) for e in kept.values()) == th.store._merged_bytes
+    assert doc_ids[-1] in {d for d, _, _ in kept}  # the oldest were let go, not the newest
