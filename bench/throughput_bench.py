@@ -9,6 +9,9 @@
                for --seconds; the clock stops when B holds every note A acknowledged. Printed:
                A's acknowledged edits/s, and edits/s from the first request until B held them all.
 
+Each part also prints the CPU time per edit of A, of B and (live) of the clients in this process,
+from /proc: where the time goes, with both nodes and the clients sharing the machine's cores.
+
 The last line is `ratio R`: catch-up edits/s / live end-to-end edits/s. Timings are reported,
 never asserted.
 """
@@ -143,6 +146,7 @@ async def live(a: Home, b: Home, ids: list[str], clients: int, seconds: float) -
     failed = 0
     latencies: list[float] = []
     connector = aiohttp.TCPConnector(limit=clients + 4)
+    cpu_before = (a.cpu, b.cpu, time.process_time())
     async with aiohttp.ClientSession(connector=connector) as http:
         started = time.monotonic()
         stop_at = started + seconds
@@ -168,6 +172,8 @@ async def live(a: Home, b: Home, ids: list[str], clients: int, seconds: float) -
         want = await versions_of(http, a, a.node_id)
         want = {d: s for d, s in want.items() if d in {case_doc(c) for c in ids}}
         held_at = await until_holds(http, b, a.node_id, want, timeout=120)
+    cpu = [after - before for after, before in zip((a.cpu, b.cpu, time.process_time()), cpu_before, strict=True)]
+    per_edit = [seconds_used * 1000 / max(acknowledged, 1) for seconds_used in cpu]
     return {
         "acknowledged": acknowledged,
         "failed": failed,
@@ -175,6 +181,9 @@ async def live(a: Home, b: Home, ids: list[str], clients: int, seconds: float) -
         "end_to_end_per_s": acknowledged / (held_at - started),
         "lag_s": held_at - (started + accepted_for),
         "latency_median_ms": statistics.median(latencies) * 1000 if latencies else 0.0,
+        "cpu_ms_a": per_edit[0],
+        "cpu_ms_b": per_edit[1],
+        "cpu_ms_clients": per_edit[2],
     }
 
 
@@ -196,13 +205,16 @@ async def run(base: Path, cases: int, edits: int, clients: int, seconds: float) 
             b.spawn()
             await wait_healthy(http, b)
             up = time.monotonic()
+            cpu_before = (a.cpu, b.cpu)
             held = await until_holds(http, b, a.node_id, want, timeout=600)
+            cpu_a, cpu_b = (after - before for after, before in zip((a.cpu, b.cpu), cpu_before, strict=True))
         catch_up = total / (held - up)
         print(
             f"catch-up: B held all {total} entries {held - clock:.2f} s after it was started "
             f"({up - clock:.2f} s to start): {catch_up:,.0f} edits/s applied, durable and synced",
             flush=True,
         )
+        print(f"catch-up: CPU per edit, A {cpu_a * 1000 / total:.2f} ms, B {cpu_b * 1000 / total:.2f} ms", flush=True)
         figures = await live(a, b, ids, clients, seconds)
         print(
             f"live: {clients} clients for {seconds:.0f} s: A acknowledged {figures['acknowledged']:.0f} notes "
@@ -213,6 +225,11 @@ async def run(base: Path, cases: int, edits: int, clients: int, seconds: float) 
         print(
             f"live: B held them all {figures['lag_s']:.2f} s after the last request: "
             f"{figures['end_to_end_per_s']:,.0f} edits/s end to end",
+            flush=True,
+        )
+        print(
+            f"live: CPU per edit, A {figures['cpu_ms_a']:.2f} ms, B {figures['cpu_ms_b']:.2f} ms, "
+            f"the clients (this process) {figures['cpu_ms_clients']:.2f} ms",
             flush=True,
         )
         ratio = catch_up / figures["end_to_end_per_s"] if figures["end_to_end_per_s"] else 0.0
