@@ -31,7 +31,7 @@ from node.config import (
 )
 from node.errors import ConfigError, NodeError, NotFound, PassphraseMissing, ValidationError
 from node.handover import handover_of
-from node.runtime import Node, open_node
+from node.runtime import Node, open_node, tune_collector
 from node.storage import Database
 from node.tokens import create_token
 
@@ -292,6 +292,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     passphrase = read_passphrase(args)
     node = open_node(args.home, passphrase)
+    tune_collector()
     logs.configure(verbose=args.verbose, log_format=node.config.log_format)
     context = None
     if node.config.tls_cert:

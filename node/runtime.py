@@ -8,6 +8,7 @@ collaborators as arguments; none reaches for a global.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -190,6 +191,24 @@ class Node:
 
 
 NODE_KEY = web.AppKey("node", Node)
+
+
+# Allocations between two young-generation collections of the cyclic garbage collector (Python's default: 700).
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def tune_collector() -> None:
+    """Set the garbage collector up for a long-running node, once it is open.
+
+    What a node loads at start (every document's version vector, every case key: millions of objects at
+    100,000 cases) lives as long as the process: `gc.freeze` moves it out of the collector's way, so the older
+    generations are not walked again and again. A node's garbage is freed by reference counting almost all of
+    it (parsed JSON, views of a case, rows), so the collector is also run less often: at Python's default it
+    took about a tenth of a busy node's time.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
 
 
 def open_node(home_path: Path, passphrase: str) -> Node:

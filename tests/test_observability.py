@@ -11,14 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from nodeproc import PASSPHRASE, card_of, init_node, node_env
 
+from node import cli
 from node.app import create_app
 from node.config import validate
 from node.errors import ConfigError
 from node.logs import JsonFormatter
-from node.runtime import Node, open_node
+from node.runtime import NODE_KEY, Node, open_node
 from node.tokens import create_token
 
 SECRET = "Zephyrine Holdings account 7731-QX"
@@ -114,3 +116,31 @@ def test_status_summarises_health_for_an_operator(tmp_path: Path) -> None:
     assert (
         missing.returncode == 1 and missing.stderr.startswith("seajust: error:") and "Traceback" not in missing.stderr
     )
+
+
+def test_a_running_node_freezes_what_it_loaded_and_collects_less_often() -> None:
+    """`seajust run` calls `tune_collector` once the node is open (checked in a fresh interpreter: the collector
+    is process-wide)."""
+    code = (
+        "import gc; from node.runtime import GC_YOUNG_THRESHOLD, tune_collector; "
+        "assert gc.get_threshold()[0] != GC_YOUNG_THRESHOLD and gc.get_freeze_count() == 0; "
+        "tune_collector(); "
+        "assert gc.get_threshold()[0] == GC_YOUNG_THRESHOLD and gc.get_freeze_count() > 1000; print('ok')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert (result.returncode, result.stdout.strip()) == (0, "ok"), result.stderr
+
+
+def test_seajust_run_tunes_the_collector_before_it_serves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = init_node(tmp_path, "Thailand", "TH").home
+    calls: list[str] = []
+    monkeypatch.setenv("SEAJUST_PASSPHRASE", PASSPHRASE)
+    monkeypatch.setattr(cli, "tune_collector", lambda: calls.append("tuned"))
+
+    def run_app(app: web.Application, **_: Any) -> None:
+        calls.append("served")
+        app[NODE_KEY].close()
+
+    monkeypatch.setattr(web, "run_app", run_app)
+    assert cli.main(["run", str(home)]) == 0
+    assert calls == ["tuned", "served"]
