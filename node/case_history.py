@@ -210,13 +210,9 @@ def verify_entry(entry: Mapping[str, Any], sign_key: bytes | Sequence[bytes]) ->
     raise HistoryInvalid(f"history entry {ident}: the signature does not verify for its author")
 
 
-def by_id(entries: Sequence[Any]) -> dict[str, Mapping[str, Any]]:
-    """Entries by id, as every reader of the history sees them (see `_identified`)."""
-    return _identified(entries)
-
-
-def _identified(entries: Sequence[Any]) -> dict[str, Mapping[str, Any]]:
-    """Entries by id; entries without a string id cannot be placed and are left out.
+def identified(entries: Sequence[Any]) -> dict[str, Mapping[str, Any]]:
+    """Entries by id, as every reader of the history sees them; entries without a string id cannot be placed
+    and are left out.
 
     If two different entries claim one id (only possible if one was tampered with), the same one is
     kept whatever the input order, so every node reads the same history.
@@ -248,7 +244,7 @@ def _prev_of(entry: Mapping[str, Any]) -> list[str]:
 
 def heads(entries: Sequence[Mapping[str, Any]]) -> list[str]:
     """Sorted ids no entry names in its prev: what a new entry should name as its own prev."""
-    by_id = _identified(entries)
+    by_id = identified(entries)
     referenced = {p for entry in by_id.values() for p in _prev_of(entry)}
     return sorted(by_id.keys() - referenced)
 
@@ -266,7 +262,7 @@ def causal_order(entries: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]
     whose prev names an unknown id is placed after its known parents. Entries without a string id
     are left out. A cycle (impossible with honest hashes) is broken at its earliest entry.
     """
-    by_id = _identified(entries)
+    by_id = identified(entries)
     parents = {ident: {p for p in _prev_of(e) if p in by_id and p != ident} for ident, e in by_id.items()}
     children: dict[str, list[str]] = {ident: [] for ident in by_id}
     for ident, ps in parents.items():
@@ -301,7 +297,7 @@ def ancestors(entries: Sequence[Mapping[str, Any]], entry_id: str) -> set[str]:
 
     Ids named in a prev but absent from `entries` are included (they are reachable, just not here).
     """
-    by_id = _identified(entries)
+    by_id = identified(entries)
     found: set[str] = set()
     start = by_id.get(entry_id)
     stack = _prev_of(start) if start is not None else []
@@ -377,7 +373,7 @@ def verify_chain(
         except HistoryInvalid as exc:
             problem(where, exc.message)
 
-    by_id = _identified(entries)
+    by_id = identified(entries)
     for ident, entry in sorted(by_id.items()):
         for p in _prev_of(entry):
             if p not in by_id:

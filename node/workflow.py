@@ -368,7 +368,7 @@ def check_new_entries(
     the author may not make. `verified`: the caller already ran `case_history.verify_entry` on each new
     entry, which checks its shape and id too (hashing every entry twice was a tenth of a catch-up).
     """
-    by_id = case_history.by_id(entries)
+    by_id = case_history.identified(entries)
     new = set(new_ids)
     for ident in sorted(new):
         if ident not in by_id:

@@ -6,23 +6,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from nodeproc import PASSPHRASE, init_node
+from nodeproc import THREE_AUTHORITIES, init_node, open_trusting
 from nodeproc import deliver_case as deliver
 
 from node.cases import case_doc
-from node.runtime import Node, open_node
+from node.runtime import Node
 
 
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[tuple[Node, Node, Node]]:
     """Thailand (requesting), Viet Nam (requested), Philippines (not a party); all trust each other."""
-    procs = [init_node(tmp_path, n, c) for n, c in (("Thailand", "TH"), ("Viet Nam", "VN"), ("Philippines", "PH"))]
-    nodes = [open_node(p.home, PASSPHRASE) for p in procs]
-    cards = {n.node_id: n.card() for n in nodes}
-    for node in nodes:
-        for node_id, card in cards.items():
-            if node_id != node.node_id:
-                node.peers.add_card(card, actor="tests")
+    nodes = open_trusting([init_node(tmp_path, n, c).home for n, c in THREE_AUTHORITIES])
     th, vn, ph = nodes
     yield th, vn, ph
     for node in nodes:

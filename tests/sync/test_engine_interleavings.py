@@ -38,7 +38,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from nodeproc import PASSPHRASE, init_node
+from nodeproc import PASSPHRASE, THREE_AUTHORITIES, init_node, open_trusting
 
 import node.runtime
 from crypto.keystore import NodeSecrets, load_keyfile
@@ -544,13 +544,8 @@ def template(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         return unlocked[key]
 
     monkeypatch.setattr(node.runtime, "load_keyfile", load_once)
-    made = [init_node(tmp_path, n, c) for n, c in (("Thailand", "TH"), ("Viet Nam", "VN"), ("Philippines", "PH"))]
-    nodes = [open_node(p.home, PASSPHRASE) for p in made]
-    cards = {n.node_id: n.card() for n in nodes}
-    for opened in nodes:
-        for node_id, card in cards.items():
-            if node_id != opened.node_id:
-                opened.peers.add_card(card, actor="tests")
+    made = [init_node(tmp_path, n, c) for n, c in THREE_AUTHORITIES]
+    for opened in open_trusting([p.home for p in made]):
         opened.close()
     base = tmp_path / "template"
     for i, p in enumerate(made):

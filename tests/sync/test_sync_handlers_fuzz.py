@@ -36,7 +36,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from nodeproc import PASSPHRASE, init_node
+from nodeproc import PASSPHRASE, THREE_AUTHORITIES, init_node, open_trusting
 
 from crypto.authorship import sign_update, verify_update
 from crypto.doc_keys import encode_grant, issue_grant, new_doc_key
@@ -45,7 +45,7 @@ from crypto.errors import CryptoError
 from crypto.identity import Identity
 from node.cases import case_doc
 from node.crdt import CrdtDocument
-from node.runtime import Node, open_node
+from node.runtime import Node
 from sync.engine import MailLink
 from sync.errors import RemoteProtocolError
 from sync.mailbox import MAIL_TOPIC, MAX_MAIL_SEQ, new_stream
@@ -233,13 +233,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     base = tmp_path_factory.mktemp("sync-fuzz")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("SEAJUST_PASSPHRASE", PASSPHRASE)
-        homes = [init_node(base, n, c).home for n, c in (("Thailand", "TH"), ("Viet Nam", "VN"), ("Philippines", "PH"))]
-    nodes = [open_node(home, PASSPHRASE) for home in homes]
-    cards = {n.node_id: n.card() for n in nodes}
-    for node in nodes:
-        for node_id, card in cards.items():
-            if node_id != node.node_id:
-                node.peers.add_card(card, actor="tests")
+        homes = [init_node(base, n, c).home for n, c in THREE_AUTHORITIES]
+    nodes = open_trusting(homes)
     th, vn, ph = nodes
     try:
         th.directory.create({"name": "Somchai", "country": "TH"}, actor="tests")
