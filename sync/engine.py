@@ -31,7 +31,7 @@ from typing import Protocol
 from crypto.errors import EnvelopeRejected
 from crypto.identity import Identity
 from sync.errors import ProtocolError, RemoteProtocolError, ReplicaUnavailable, UpdateRejected
-from sync.messages import MAX_GRANTS_PER_MESSAGE, Grants, SignedUpdate, Updates, Versions, VersionVector
+from sync.messages import MAX_GRANTS_PER_MESSAGE, Bundle, Grants, SignedUpdate, Updates, Versions, VersionVector
 from sync.protocol import (
     SEALED,
     EnvelopeCodec,
@@ -311,6 +311,21 @@ class SyncEngine:
         elif conn.session.state is SessionState.ESTABLISHED:
             self._enqueue(conn, conn.session.send(message), mark)
 
+    def _send_updates(self, conn: Link, entries: dict[str, list[SignedUpdate]], mark: int | None = None) -> None:
+        """Send documents' entries, at most MAX_ENTRIES_PER_PUSH per part; a session packs the parts into as few
+        envelopes as its protocol allows (`SyncSession.send_updates`)."""
+        parts = [
+            Updates(doc_id=doc_id, entries=tuple(doc_entries[start : start + MAX_ENTRIES_PER_PUSH]))
+            for doc_id, doc_entries in entries.items()
+            for start in range(0, len(doc_entries), MAX_ENTRIES_PER_PUSH)
+        ]
+        if isinstance(conn, MailLink):
+            conn.outbox.extend(parts)
+        elif conn.session.state is SessionState.ESTABLISHED:
+            mark = self._mark() if mark is None else mark
+            for data in conn.session.send_updates(parts):
+                self._enqueue(conn, data, mark)
+
     # -- incoming -------------------------------------------------------------------------
 
     def _receive(self, conn: Connection, data: bytes) -> bool:
@@ -367,26 +382,25 @@ class SyncEngine:
 
     def _resync(self, peer: str) -> None:
         """One of two sessions with `peer` closed (both nodes dialled) with what it carried perhaps lost on the
-        way: on the one left, ask for everything this node lacks. The peer does the same, so each gets it."""
+        way: on the one left, ask for everything this node lacks. The peer does the same, so each gets it.
+
+        The list is complete, so the peer also sends the documents this node holds nothing of: a document new to
+        this node (a contact list's first entry) whose first push was on the lost session is in no partial list."""
         conn = self._connections[peer][-1]
         docs = {d: self._replica.versions(d) for d in self._replica.doc_ids() if self._entitled(d, peer)}
-        if docs:
-            self._send(conn, Versions(docs=docs, complete=False, want_missing=True))
+        self._send(conn, Versions(docs=docs, complete=True, direct=conn.direct_sent))
 
     def _lost(self, peer: str) -> None:
         """The last session with `peer` closed. Its entries stop arriving directly, and what it sent in its last
-        moments may not have come: ask every other peer for what this node lacks of the documents `peer` shares."""
+        moments may not have come: ask every other peer for what this node lacks. The list is complete (every
+        document shared with that peer), so it also brings the documents this node holds nothing of yet."""
         self._sessions_changed()
         for other, conns in self._connections.items():
             if not conns or conns[-1].session.state is not SessionState.ESTABLISHED:
                 continue
-            docs = {
-                d: self._replica.versions(d)
-                for d in self._replica.doc_ids()
-                if self._entitled(d, peer) and self._entitled(d, other)
-            }
-            if docs:
-                self._send(conns[-1], Versions(docs=docs, complete=False, want_missing=True))
+            docs = {d: self._replica.versions(d) for d in self._replica.doc_ids() if self._entitled(d, other)}
+            conns[-1].direct_sent = self._direct()
+            self._send(conns[-1], Versions(docs=docs, complete=True, direct=conns[-1].direct_sent))
 
     def _versions_received(self, conn: Link, versions: Versions) -> None:
         peer = conn.peer_id
@@ -424,7 +438,7 @@ class SyncEngine:
             return
         peer = conn.peer_id
         assert peer is not None
-        sends: list[tuple[str, list[SignedUpdate]]] = []
+        sends: dict[str, list[SignedUpdate]] = {}
         grants: list[str] = []
         queued = 0
         while conn.backlog and queued < CATCH_UP_BATCH:
@@ -434,14 +448,12 @@ class SyncEngine:
                 continue  # no longer shared with it (a revocation since it asked)
             missing = self._replica.entries_missing(doc_id, self.cursors[peer].get(doc_id, {}), merge_own=True)
             if missing:
-                sends.append((doc_id, missing))
+                sends[doc_id] = missing
                 if holds_nothing:
                     grants.append(doc_id)
                 queued += -(-len(missing) // MAX_ENTRIES_PER_PUSH)
         self._send_grants(conn, grants)
-        for doc_id, missing in sends:
-            for start in range(0, len(missing), MAX_ENTRIES_PER_PUSH):
-                self._send(conn, Updates(doc_id=doc_id, entries=tuple(missing[start : start + MAX_ENTRIES_PER_PUSH])))
+        self._send_updates(conn, sends)
 
     def _updates_received(self, conn: Link, updates: Updates) -> None:
         peer = conn.peer_id
@@ -535,11 +547,7 @@ class SyncEngine:
             conn.direct_sent = direct
             self._send(conn, Versions(docs={}, complete=False, want_missing=False, direct=direct), mark)
         self._send_grants(conn, [d for d in pushes if not self.cursors[peer].get(d)], mark)
-        for doc_id, entries in pushes.items():
-            for start in range(0, len(entries), MAX_ENTRIES_PER_PUSH):
-                self._send(
-                    conn, Updates(doc_id=doc_id, entries=tuple(entries[start : start + MAX_ENTRIES_PER_PUSH])), mark
-                )
+        self._send_updates(conn, pushes, mark)
         for want_missing, doc_ids in (
             (True, [d for d in acks if d in gaps]),
             (False, [d for d in acks if d not in gaps]),
@@ -550,12 +558,15 @@ class SyncEngine:
 
     # -- mail -----------------------------------------------------------------------------
 
-    def mail_received(self, link: MailLink, message: Versions | Updates | Grants) -> None:
+    def mail_received(self, link: MailLink, message: Versions | Updates | Grants | Bundle) -> None:
         """Act on one message fetched from a relay, as if it had come in a session; replies go to `link.outbox`."""
         if isinstance(message, Versions):
             self._versions_received(link, message)
         elif isinstance(message, Updates):
             self._updates_received(link, message)
+        elif isinstance(message, Bundle):
+            for part in message.parts:
+                self._updates_received(link, part)
         else:
             self._grants_received(link, message)
 
@@ -582,8 +593,7 @@ class SyncEngine:
                 continue
             if not known:
                 self._send_grants(link, [doc_id])
-            for start in range(0, len(missing), MAX_ENTRIES_PER_PUSH):
-                self._send(link, Updates(doc_id=doc_id, entries=tuple(missing[start : start + MAX_ENTRIES_PER_PUSH])))
+            self._send_updates(link, {doc_id: missing})
             vector: VersionVector = {}
             for entry in missing:
                 vector[entry.author] = max(vector.get(entry.author, 0), entry.seq_to)

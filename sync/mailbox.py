@@ -24,13 +24,13 @@ from crypto.envelope import open_envelope, seal
 from crypto.errors import EnvelopeRejected, RejectReason
 from crypto.identity import Identity
 from sync.errors import RemoteProtocolError
-from sync.messages import Grants, Updates, Versions, decode, encode
+from sync.messages import Bundle, Grants, Updates, Versions, decode, encode
 from sync.protocol import PeerKeys
 
 MAIL_TOPIC: Final = "seajust-mail-v1"
 STREAM_BYTES: Final = 16
 
-MailMessage = Versions | Updates | Grants
+MailMessage = Versions | Updates | Grants | Bundle  # a node mails protocol 1 (JSON) and reads either
 
 MAX_MAIL_SEQ = 2**63 - 1  # the highest mail sequence number a recipient can record (an SQLite integer)
 
@@ -84,10 +84,8 @@ def open_mail(
     if opened.seq <= last_seq(opened.sender_id, opened.stream):
         raise EnvelopeRejected(RejectReason.REPLAY, "mail already received or out of order")
     message = decode(opened.payload)
-    if not isinstance(message, Versions | Updates | Grants):
+    if not isinstance(message, Versions | Updates | Grants | Bundle):
         raise RemoteProtocolError("unexpected", "a hello is not mail")
-    if isinstance(message, Updates) and any(e.doc_id != message.doc_id for e in message.entries):
-        raise RemoteProtocolError("wrong_topic", "entry for another document")
     return Mail(
         sender=opened.sender_id, stream=opened.stream, seq=opened.seq, message=message, signed_by=opened.signed_by
     )

@@ -27,7 +27,18 @@ from crypto.envelope import EnvelopeHeader, OpenedEnvelope, ReplayGuard, open_en
 from crypto.errors import EnvelopeRejected, RejectReason
 from crypto.identity import Identity
 from sync.errors import LocalProtocolError, RemoteProtocolError
-from sync.messages import PROTOCOL_VERSION, Grants, Hello, Message, Updates, Versions, decode, encode
+from sync.messages import (
+    HELLO_PROTOCOL,
+    PROTOCOL_VERSION,
+    Bundle,
+    Grants,
+    Hello,
+    Message,
+    Updates,
+    Versions,
+    decode,
+    encode,
+)
 
 HELLO_STREAM: Final = bytes(16)
 HELLO_MAX_SKEW: Final = 300  # seconds of clock difference tolerated between two nodes
@@ -51,7 +62,10 @@ TRANSITIONS: Final[dict[tuple[SessionState, type[Message]], SessionState]] = {
     (SessionState.ESTABLISHED, Versions): SessionState.ESTABLISHED,
     (SessionState.ESTABLISHED, Updates): SessionState.ESTABLISHED,
     (SessionState.ESTABLISHED, Grants): SessionState.ESTABLISHED,
+    (SessionState.ESTABLISHED, Bundle): SessionState.ESTABLISHED,
 }
+# Payload bytes of updates gathered into one protocol-2 bundle (one entry larger than this goes alone).
+BUNDLE_BYTES: Final = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -194,7 +208,9 @@ class SyncSession:
         clock: Callable[[], float] = time.time,
         rng: Callable[[int], bytes] = os.urandom,
         codec: EnvelopeCodec = SEALED,
+        speaks: int = PROTOCOL_VERSION,
     ) -> None:
+        """`speaks`: the highest protocol this end offers (lower only to test how an older node is met)."""
         if role is Role.DIALER and expected_peer is None:
             raise LocalProtocolError("a dialer must know which peer it dials")
         self.me = me
@@ -206,6 +222,7 @@ class SyncSession:
         self._clock = clock
         self._rng = rng
         self._codec = codec
+        self._speaks = speaks
         self._nonce = rng(NONCE_BYTES)
         self._out_stream = b""
         self._in_stream = b""
@@ -214,6 +231,7 @@ class SyncSession:
         self._pending: list[bytes] = []
         self._switched: PeerKeys | None = None  # the peer's announced keys, once it signed with them
         self.was_established = False
+        self.protocol = HELLO_PROTOCOL  # the protocol both ends speak, known once the hellos crossed
 
     # -- outgoing -------------------------------------------------------------------------
 
@@ -222,14 +240,18 @@ class SyncSession:
         if self.role is not Role.DIALER or self.state is not SessionState.AWAITING_HELLO or self._out_seq:
             raise LocalProtocolError("only a new dialer session sends the first hello")
         self._out_seq = -1  # marks the hello as sent
-        return self._seal_hello(Hello(nonce=self._nonce, time=int(self._clock())))
+        return self._seal_hello(Hello(nonce=self._nonce, time=int(self._clock()), upto=self._upto()))
 
-    def send(self, message: Versions | Updates | Grants) -> bytes:
+    def send(self, message: Versions | Updates | Grants | Bundle) -> bytes:
         if self.state is not SessionState.ESTABLISHED:
             raise LocalProtocolError("cannot send before the session is established")
+        if isinstance(message, Bundle) and self.protocol < 2:
+            raise LocalProtocolError("the peer speaks protocol 1, which has no bundles")
         peer = self._known_peer()
         self._out_seq += 1
-        topic = message.doc_id if isinstance(message, Updates) else ""
+        # Protocol 1 binds updates to their document through the topic; protocol 2 through the signed payload
+        # alone, so the readable header names no case.
+        topic = message.doc_id if isinstance(message, Updates) and self.protocol < 2 else ""
         return self._codec.seal(
             self.me,
             recipient_id=peer.node_id,
@@ -237,8 +259,27 @@ class SyncSession:
             topic=topic,
             stream=self._out_stream,
             seq=self._out_seq,
-            payload=encode(message),
+            payload=encode(message, self.protocol),
         )
+
+    def send_updates(self, parts: Sequence[Updates]) -> list[bytes]:
+        """Envelopes carrying these documents' updates: bundles of about BUNDLE_BYTES in protocol 2, one envelope
+        per document in protocol 1."""
+        if self.protocol < 2:
+            return [self.send(part) for part in parts]
+        out: list[bytes] = []
+        bundle: list[Updates] = []
+        size = 0
+        for part in parts:
+            part_size = sum(len(e.body) + len(e.sig) + len(e.author) + 24 for e in part.entries) + len(part.doc_id)
+            if bundle and size + part_size > BUNDLE_BYTES:
+                out.append(self.send(Bundle(tuple(bundle))))
+                bundle, size = [], 0
+            bundle.append(part)
+            size += part_size
+        if bundle:
+            out.append(self.send(Bundle(tuple(bundle))))
+        return out
 
     def data_to_send(self) -> list[bytes]:
         """Bytes the session produced by itself (the acceptor's hello); drain after `receive()`."""
@@ -270,6 +311,9 @@ class SyncSession:
             return None
         return (keys.sign_key, keys.announced[0]) if keys.announced else (keys.sign_key,)
 
+    def _upto(self) -> int | None:
+        return None if self._speaks <= HELLO_PROTOCOL else self._speaks  # a protocol-1 node says nothing
+
     def _known_peer(self) -> PeerKeys:
         if self._switched is not None:
             return self._switched
@@ -295,7 +339,7 @@ class SyncSession:
         if opened.header.topic:
             raise RemoteProtocolError("malformed", "hello must open the session")
         hello = self._expect(decode(opened.payload), Hello)
-        if hello.protocol != PROTOCOL_VERSION:
+        if hello.protocol != HELLO_PROTOCOL:
             raise RemoteProtocolError("version", f"peer speaks sync protocol {hello.protocol}")
         if len(hello.nonce) != NONCE_BYTES:
             raise RemoteProtocolError("malformed", "hello nonce has the wrong length")
@@ -314,12 +358,15 @@ class SyncSession:
             self.peer_id = sender
             dialer_nonce, acceptor_nonce = hello.nonce, self._nonce
             self._pending.append(
-                self._seal_hello(Hello(nonce=self._nonce, time=int(self._clock()), reply_to=hello.nonce))
+                self._seal_hello(
+                    Hello(nonce=self._nonce, time=int(self._clock()), reply_to=hello.nonce, upto=self._upto())
+                )
             )
         d2a = _stream(b"d2a", dialer_nonce, acceptor_nonce)
         a2d = _stream(b"a2d", dialer_nonce, acceptor_nonce)
         self._out_stream, self._in_stream = (d2a, a2d) if self.role is Role.DIALER else (a2d, d2a)
         self._out_seq = 0
+        self.protocol = min(self._speaks, hello.speaks)
         self.state = TRANSITIONS[(self.state, Hello)]
         self.was_established = True
         if self._switched is not None:
@@ -334,11 +381,17 @@ class SyncSession:
         if opened.header.stream != self._in_stream:
             raise EnvelopeRejected(RejectReason.REPLAY, "envelope belongs to another session")
         self._guard.accept(opened.header.sender_id, opened.header.stream, opened.header.seq)
+        if self.protocol < 2 and opened.payload[:1] != b"{":
+            raise RemoteProtocolError("malformed", "this session speaks protocol 1, whose payloads are JSON")
         message = decode(opened.payload)
         next_state = TRANSITIONS.get((self.state, type(message)))
         if next_state is None:
             raise RemoteProtocolError("unexpected", f"{type(message).__name__} in state {self.state.value}")
         self.state = next_state
+        if isinstance(message, Bundle):
+            if opened.header.topic:
+                raise RemoteProtocolError("wrong_topic", "a bundle is a session message")
+            return [UpdatesReceived(part) for part in message.parts]
         if isinstance(message, Updates):
             if opened.header.topic != message.doc_id:
                 raise RemoteProtocolError("wrong_topic", "updates not bound to their document")

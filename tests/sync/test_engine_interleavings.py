@@ -605,3 +605,34 @@ def test_an_entry_lost_with_one_of_two_sessions_still_arrives(template: Path) ->
         machine.run(machine._close_all())
         machine.loop.close()
         shutil.rmtree(machine.base, ignore_errors=True)
+
+
+def test_a_new_document_pushed_on_a_lost_session_still_arrives(template: Path) -> None:
+    """Found by the machine above: nodes 0 and 1 dialled each other (two sessions); node 0's first contact, a
+    document node 1 holds nothing of, is pushed on the session the network then cuts. The session left must bring
+    it: a version list naming only the documents a node holds cannot ask for one it has never seen."""
+
+    class Machine(Interleavings):
+        pass
+
+    Machine.template = template
+    machine = Machine()
+    try:
+        machine.dial_every_pair((True, False, False), (True, False, False))
+        for _ in range(3):
+            machine.deliver_one_everywhere()
+        sessions = machine._live((0, 1))
+        before = [c.wires[1].written for c in sessions]
+        machine.create_contact(0, "Somchai")
+        own = directory_doc(machine.nodes[0].node_id)
+        assert own not in machine.nodes[1].store.doc_ids()
+        carrying = [c for c, n in zip(sessions, before, strict=True) if c.wires[1].written > n]
+        assert len(sessions) == 2 and len(carrying) == 1  # the push went on one of the two
+        machine.run(machine._cut(carrying[0]))
+        machine.run(machine._drain())
+        machine._check_converged()
+        assert own in machine.nodes[1].store.doc_ids()
+    finally:
+        machine.run(machine._close_all())
+        machine.loop.close()
+        shutil.rmtree(machine.base, ignore_errors=True)

@@ -17,6 +17,9 @@ arbitrary bytes. Whatever comes, Viet Nam's engine:
   each signed by its author; whatever Thailand signs, the two sides of a case never change;
 * answers only with well-formed messages, and never with a document the peer is not entitled to.
 
+Each session speaks protocol 1 (JSON) or 2 (MessagePack, with bundles), as hypothesis draws; the payload is
+encoded in the session's protocol (or is arbitrary bytes of either shape).
+
 Mail left at a relay goes through the node's own per-envelope handler (`open_mail` then
 `SyncEngine.mail_received`) under the same properties.
 """
@@ -33,10 +36,12 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from nodeproc import PASSPHRASE, THREE_AUTHORITIES, init_node, open_trusting
+from test_sync_messages import PACKABLE
 
 from crypto.authorship import sign_update, verify_update
 from crypto.doc_keys import encode_grant, issue_grant, new_doc_key
@@ -49,7 +54,7 @@ from node.runtime import Node
 from sync.engine import MailLink
 from sync.errors import RemoteProtocolError
 from sync.mailbox import MAIL_TOPIC, MAX_MAIL_SEQ, new_stream
-from sync.messages import Grants, Hello, Message, SignedUpdate, Updates, Versions, decode, encode
+from sync.messages import Bundle, Grants, Hello, Message, SignedUpdate, Updates, Versions, decode, encode
 from sync.protocol import SEALED, HelloCache, Role, SessionState, SyncSession
 from sync.relay_frames import FrameError, decode_deposit, decode_mail, encode_deposit, encode_mail
 
@@ -117,6 +122,7 @@ class PayloadSwap:
 
     def __init__(self) -> None:
         self.next: bytes | None = None
+        self.topic: str | None = None  # ... and any topic
 
     def seal(
         self,
@@ -131,6 +137,8 @@ class PayloadSwap:
     ) -> bytes:
         if self.next is not None:
             payload, self.next = self.next, None
+        if self.topic is not None:
+            topic, self.topic = self.topic, None
         return SEALED.seal(
             sender,
             recipient_id=recipient_id,
@@ -284,9 +292,9 @@ class Outcome:
 
 
 class Session:
-    """Thailand's side of one session with Viet Nam's real engine, driven by hand."""
+    """Thailand's side of one session with Viet Nam's real engine, driven by hand, in `protocol`."""
 
-    def __init__(self, lab: Lab) -> None:
+    def __init__(self, lab: Lab, protocol: int) -> None:
         self.lab = lab
         self.codec = PayloadSwap()
         self.mine = SyncSession(
@@ -296,6 +304,7 @@ class Session:
             hello_cache=HelloCache(),
             expected_peer=lab.vn.node_id,
             codec=self.codec,
+            speaks=protocol,
         )
         self.feed, self.outbox = Feed(), Outbox()
         self.theirs = lab.vn.engine.new_session(Role.ACCEPTOR)
@@ -311,6 +320,7 @@ class Session:
         self.mine.receive(self.outbox.sent[0])
         self.read = 1
         assert self.mine.state is SessionState.ESTABLISHED
+        assert self.theirs.protocol == self.mine.protocol
         assert self.lab.vn.engine.is_connected(self.lab.th.node_id)
 
     def replies(self) -> list[Message]:
@@ -350,9 +360,9 @@ class Session:
         assert not self.lab.vn.engine.is_connected(self.lab.th.node_id)
 
 
-def in_session(lab: Lab, act: Callable[[Session], Awaitable[Outcome]]) -> Outcome:
+def in_session(lab: Lab, act: Callable[[Session], Awaitable[Outcome]], protocol: int = 2) -> Outcome:
     async def run() -> Outcome:
-        session = Session(lab)
+        session = Session(lab, protocol)
         await session.open()
         try:
             outcome = await act(session)
@@ -364,9 +374,9 @@ def in_session(lab: Lab, act: Callable[[Session], Awaitable[Outcome]]) -> Outcom
     return asyncio.run(run())
 
 
-def breaks_protocol(payload: bytes, topic: str | None) -> bool:
-    """Whether a well-sealed envelope with this payload and topic is the peer breaking the protocol
-    (topic None: mail, whose envelopes all carry the mail topic)."""
+def breaks_protocol(payload: bytes, topic: str | None, protocol: int = 2) -> bool:
+    """Whether a well-sealed envelope with this payload and topic is the peer breaking the protocol of a session
+    that speaks `protocol` (topic None: mail, whose envelopes all carry the mail topic, in either encoding)."""
     try:
         message = decode(payload)
     except RemoteProtocolError:
@@ -375,9 +385,24 @@ def breaks_protocol(payload: bytes, topic: str | None) -> bool:
         return True
     if topic is None:
         return False
-    if isinstance(message, Updates):
+    if protocol < 2 and payload[:1] != b"{":
+        return True
+    if isinstance(message, Updates):  # protocol 1's form: bound to its document by the topic
         return topic != message.doc_id
     return topic != ""
+
+
+PROTOCOLS = st.sampled_from([1, 2])
+
+
+def encodable(message: Message, protocol: int) -> bytes:
+    """The message as a session of `protocol` sends it; numbers MessagePack cannot hold (2**64 and beyond) have
+    no protocol-2 form, so such a draw is discarded rather than sent."""
+    try:
+        return encode(message, protocol)
+    except OverflowError:
+        assume(False)
+        raise
 
 
 def check(lab: Lab, outcome: Outcome, *, protocol_broken: bool, all_or_nothing: bool = True) -> None:
@@ -390,9 +415,19 @@ def check(lab: Lab, outcome: Outcome, *, protocol_broken: bool, all_or_nothing: 
     if outcome.closed or (outcome.rejected and all_or_nothing):
         assert outcome.after == outcome.before, "a rejected input changed the replica"
     for reply in outcome.replies:
-        docs = list(reply.docs) if isinstance(reply, Versions) else [reply.doc_id] if isinstance(reply, Updates) else []
+        docs = documents_in(reply)
         assert all(lab.vn.policy.entitled(d, lab.th.node_id) for d in docs), "answered with a document not shared"
         assert lab.private_case not in docs
+
+
+def documents_in(message: Message) -> list[str]:
+    if isinstance(message, Versions):
+        return list(message.docs)
+    if isinstance(message, Updates):
+        return [message.doc_id]
+    if isinstance(message, Bundle):
+        return [part.doc_id for part in message.parts]
+    return []
 
 
 def only_the_sent_entries_were_added(outcome: Outcome, entries: list[SignedUpdate], lab: Lab) -> None:
@@ -550,8 +585,10 @@ def test_any_version_list(lab: Lab, data: st.DataObject) -> None:
     complete = data.draw(st.booleans())
     want = data.draw(st.sampled_from([True, True, True, False]))  # a complete list that wants nothing is malformed
     message = Versions(docs=docs, complete=complete, want_missing=want)
-    outcome = in_session(lab, lambda s: s.send(lambda: s.mine.send(message)))
-    check(lab, outcome, protocol_broken=breaks_protocol(encode(message), ""))
+    protocol = data.draw(PROTOCOLS, label="protocol")
+    payload = encodable(message, protocol)
+    outcome = in_session(lab, lambda s: s.send(lambda: s.mine.send(message)), protocol)
+    check(lab, outcome, protocol_broken=breaks_protocol(payload, "", protocol))
     assert outcome.after == outcome.before, "a version list changed the replica"
 
 
@@ -565,8 +602,10 @@ def test_any_updates(lab: Lab, data: st.DataObject) -> None:
     entries = [build_entry(lab, s) for s in specs]
     entries += data.draw(st.lists(st.sampled_from(entries), max_size=2)) if entries else []  # duplicates
     message = Updates(doc_id=doc, entries=tuple(entries))
-    outcome = in_session(lab, lambda s: s.send(lambda: s.mine.send(message)))
-    broken = breaks_protocol(encode(message), doc)
+    protocol = data.draw(PROTOCOLS, label="protocol")
+    payload = encodable(message, protocol)
+    outcome = in_session(lab, lambda s: s.send(lambda: s.mine.send(message)), protocol)
+    broken = breaks_protocol(payload, doc if protocol < 2 else "", protocol)
     check(lab, outcome, protocol_broken=broken)
     if not broken and not outcome.rejected:
         as_received = [SignedUpdate(doc, e.author, e.seq_from, e.seq_to, e.body, e.sig) for e in entries]
@@ -622,9 +661,11 @@ def sides(lab: Lab) -> dict[str, dict[str, str]]:
 def test_any_grants(lab: Lab, data: st.DataObject) -> None:
     grants = tuple(data.draw(st.lists(grant_choices(lab), max_size=4)))
     message = Grants(grants=grants)
+    protocol = data.draw(PROTOCOLS, label="protocol")
+    payload = encode(message, protocol)
     parties, private = sides(lab), dict(lab.vn.case_keys.roles(lab.private_case))
-    outcome = in_session(lab, lambda s: s.send(lambda: s.mine.send(message)))
-    check(lab, outcome, protocol_broken=breaks_protocol(encode(message), ""), all_or_nothing=len(grants) == 1)
+    outcome = in_session(lab, lambda s: s.send(lambda: s.mine.send(message)), protocol)
+    check(lab, outcome, protocol_broken=breaks_protocol(payload, "", protocol), all_or_nothing=len(grants) == 1)
     # Whatever Thailand signs, it cannot change the two sides of a case, nor join a case it is no party of.
     assert sides(lab) == parties
     assert lab.vn.case_keys.roles(lab.private_case) == private
@@ -637,19 +678,26 @@ def shaped_payloads(lab: Lab) -> st.SearchStrategy[bytes]:
         st.sampled_from(["versions", "updates", "grants", "hello"]),
         st.dictionaries(st.sampled_from(fields), JSON_VALUE | st.sampled_from(lab.doc_ids), max_size=6),
     ).map(lambda t: {**t[1], "t": t[0]})
-    real = st.sampled_from(
-        [
-            Versions(docs={}, complete=True),
-            Versions(docs={lab.shared_case: {lab.th.node_id: 1}}, complete=False, want_missing=False),
-            Updates(doc_id=lab.shared_case, entries=()),
-            Hello(nonce=bytes(16), time=0),
-        ]
-    ).map(encode)
+    real = st.tuples(
+        st.sampled_from(
+            [
+                Versions(docs={}, complete=True),
+                Versions(docs={lab.shared_case: {lab.th.node_id: 1}}, complete=False, want_missing=False),
+                Updates(doc_id=lab.shared_case, entries=()),
+                Hello(nonce=bytes(16), time=0),
+            ]
+        ),
+        PROTOCOLS,
+    ).map(lambda m: encode(*m))
+    packed = st.tuples(st.integers(0, 4), st.lists(PACKABLE | st.sampled_from(lab.doc_ids), max_size=5)).map(
+        lambda t: msgpack.packb([t[0], *t[1]])
+    )
     return st.one_of(
         st.binary(max_size=300),
         JSON_VALUE.map(lambda v: json.dumps(v).encode()),
         shaped.map(lambda v: json.dumps(v).encode()),
         real,
+        packed,
     )
 
 
@@ -658,14 +706,15 @@ def shaped_payloads(lab: Lab) -> st.SearchStrategy[bytes]:
 def test_any_payload_in_a_well_sealed_envelope(lab: Lab, data: st.DataObject) -> None:
     payload = data.draw(shaped_payloads(lab))
     topic = data.draw(st.sampled_from(["", lab.shared_case, lab.private_case, "case/X"]))
+    protocol = data.draw(PROTOCOLS, label="protocol")
 
     def make(session: Session) -> bytes:
         session.codec.next = payload
-        placeholder = Updates(doc_id=topic, entries=()) if topic else Versions(docs={}, complete=False)
-        return session.mine.send(placeholder)
+        session.codec.topic = topic
+        return session.mine.send(Versions(docs={}, complete=False))
 
-    outcome = in_session(lab, lambda s: s.send(lambda: make(s)))
-    check(lab, outcome, protocol_broken=breaks_protocol(payload, topic))
+    outcome = in_session(lab, lambda s: s.send(lambda: make(s)), protocol)
+    check(lab, outcome, protocol_broken=breaks_protocol(payload, topic, protocol))
 
 
 @examples(60)
@@ -675,6 +724,7 @@ def test_any_bytes_on_the_wire(lab: Lab, data: st.DataObject) -> None:
     kind = data.draw(st.sampled_from(["random", "flipped", "truncated", "extended", "replayed", "reordered"]))
     flip = data.draw(st.tuples(st.integers(0, 10_000), st.integers(1, 255)))
     noise = data.draw(st.binary(max_size=300))
+    protocol = data.draw(PROTOCOLS, label="protocol")
 
     async def act(session: Session) -> Outcome:
         if kind == "random":
@@ -694,7 +744,7 @@ def test_any_bytes_on_the_wire(lab: Lab, data: st.DataObject) -> None:
         assert not (await session.send(lambda: second)).closed
         return await session.send(lambda: first)
 
-    outcome = in_session(lab, act)
+    outcome = in_session(lab, act, protocol)
     check(lab, outcome, protocol_broken=True)
 
 
@@ -714,17 +764,18 @@ def test_any_mail(lab: Lab, data: st.DataObject) -> None:
     message in it is refused; anything else is refused outright and changes nothing at all."""
     vn, th = lab.vn, lab.th
     kind = data.draw(st.sampled_from(["versions", "updates", "grants", "payload", "payload"]))
+    protocol = data.draw(PROTOCOLS, label="protocol")  # a node mails protocol 1 and reads either
     if kind == "versions":
         docs = data.draw(
             st.dictionaries(doc_choices(lab), st.dictionaries(author_choices(lab), SEQ, max_size=2), max_size=4)
         )
-        payload = encode(Versions(docs=docs, complete=data.draw(st.booleans())))
+        payload = encodable(Versions(docs=docs, complete=data.draw(st.booleans())), protocol)
     elif kind == "updates":
         doc = data.draw(st.sampled_from(lab.doc_ids))
         specs = data.draw(st.lists(entry_specs(lab).map(lambda s: EntrySpec(doc, *astuple_rest(s))), max_size=3))
-        payload = encode(Updates(doc_id=doc, entries=tuple(build_entry(lab, s) for s in specs)))
+        payload = encodable(Updates(doc_id=doc, entries=tuple(build_entry(lab, s) for s in specs)), protocol)
     elif kind == "grants":
-        payload = encode(Grants(grants=tuple(data.draw(st.lists(grant_choices(lab), max_size=3)))))
+        payload = encode(Grants(grants=tuple(data.draw(st.lists(grant_choices(lab), max_size=3)))), protocol)
     else:
         payload = data.draw(shaped_payloads(lab))
     topic = data.draw(st.sampled_from([MAIL_TOPIC, MAIL_TOPIC, MAIL_TOPIC, "", lab.shared_case]))
@@ -753,7 +804,7 @@ def test_any_mail(lab: Lab, data: st.DataObject) -> None:
         assert after == before, "a refused message changed the replica"
     for reply in links.get(th.node_id, MailLink(th.node_id)).outbox:
         assert decode(encode(reply)) == reply
-        docs = list(reply.docs) if isinstance(reply, Versions) else [reply.doc_id] if isinstance(reply, Updates) else []
+        docs = documents_in(reply)
         assert all(vn.policy.entitled(d, th.node_id) for d in docs), "mailed back a document not shared"
 
 

@@ -15,11 +15,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from crypto.envelope import peek_header, seal
+from crypto.envelope import open_envelope, peek_header, seal
 from crypto.errors import EnvelopeRejected, RejectReason
 from crypto.identity import Identity
 from sync.errors import LocalProtocolError, RemoteProtocolError
-from sync.messages import Hello, Message, SignedUpdate, Updates, Versions, encode
+from sync.messages import PROTOCOL_VERSION, Bundle, Hello, Message, SignedUpdate, Updates, Versions, decode, encode
 from sync.protocol import (
     HELLO_MAX_SKEW,
     HELLO_STREAM,
@@ -67,6 +67,7 @@ def session(
     clock: Callable[[], float] = AT_NOW,
     codec: EnvelopeCodec = SEALED,
     nonce: bytes | None = None,
+    speaks: int = PROTOCOL_VERSION,
 ) -> SyncSession:
     return SyncSession(
         me,
@@ -77,6 +78,7 @@ def session(
         clock=clock,
         codec=codec,
         rng=(lambda size: nonce) if nonce else os.urandom,
+        speaks=speaks,
     )
 
 
@@ -99,15 +101,26 @@ class SessionPair:
         acceptor_clock: Callable[[], float] = AT_NOW,
         dialer_codec: EnvelopeCodec = SEALED,
         acceptor_trusts: tuple[Identity, ...] | None = None,
+        dialer_speaks: int = PROTOCOL_VERSION,
+        acceptor_speaks: int = PROTOCOL_VERSION,
     ) -> SessionPair:
         return cls(
-            session(dialer, Role.DIALER, (acceptor, CAROL), peer=acceptor, clock=dialer_clock, codec=dialer_codec),
+            session(
+                dialer,
+                Role.DIALER,
+                (acceptor, CAROL),
+                peer=acceptor,
+                clock=dialer_clock,
+                codec=dialer_codec,
+                speaks=dialer_speaks,
+            ),
             session(
                 acceptor,
                 Role.ACCEPTOR,
                 (dialer, CAROL) if acceptor_trusts is None else acceptor_trusts,
                 cache=cache,
                 clock=acceptor_clock,
+                speaks=acceptor_speaks,
             ),
         )
 
@@ -126,8 +139,8 @@ class SessionPair:
         return self.deliver(receiver, sender.send(message))
 
 
-def established() -> SessionPair:
-    pair = SessionPair.make()
+def established(dialer_speaks: int = PROTOCOL_VERSION, acceptor_speaks: int = PROTOCOL_VERSION) -> SessionPair:
+    pair = SessionPair.make(dialer_speaks=dialer_speaks, acceptor_speaks=acceptor_speaks)
     pair.handshake()
     return pair
 
@@ -216,12 +229,68 @@ def test_versions_and_updates_travel_both_ways() -> None:
     assert pair.dialer.state is pair.acceptor.state is SessionState.ESTABLISHED
 
 
-def test_updates_are_bound_to_their_document_by_the_envelope_topic() -> None:
+def test_two_current_nodes_speak_protocol_2_and_their_headers_name_no_document() -> None:
     pair = established()
-    header = peek_header(pair.dialer.send(UPDATES))
-    assert header.topic == DOC
-    assert peek_header(pair.dialer.send(VERSIONS)).topic == ""
+    assert pair.dialer.protocol == pair.acceptor.protocol == 2
+    data = pair.dialer.send(UPDATES)
+    header = peek_header(data)
+    assert header.topic == ""  # the document is named only inside the sealed, signed payload
     assert header.seq == 1
+    assert pair.deliver(pair.acceptor, data) == [UpdatesReceived(UPDATES)]
+
+
+@pytest.mark.parametrize(("dialer_speaks", "acceptor_speaks"), [(1, 2), (2, 1), (1, 1)])
+def test_a_protocol_1_node_is_spoken_to_in_protocol_1(dialer_speaks: int, acceptor_speaks: int) -> None:
+    pair = established(dialer_speaks, acceptor_speaks)
+    assert pair.dialer.protocol == pair.acceptor.protocol == 1
+    data = pair.dialer.send(UPDATES)
+    assert peek_header(data).topic == DOC  # protocol 1 binds updates to their document by the topic
+    assert pair.deliver(pair.acceptor, data) == [UpdatesReceived(UPDATES)]
+    assert pair.send(pair.acceptor, VERSIONS) == [VersionsReceived(VERSIONS)]
+    with pytest.raises(LocalProtocolError):
+        pair.dialer.send(Bundle((UPDATES,)))
+
+
+def test_a_protocol_1_hello_is_what_a_protocol_1_node_sends() -> None:
+    pair = SessionPair.make(dialer_speaks=1)
+    opened = open_envelope(BOB, pair.dialer.initiate(), sender_sign_key=lambda n: ALICE.public.sign_key)
+    hello = decode(opened.payload)
+    assert isinstance(hello, Hello)
+    assert (hello.protocol, hello.upto) == (1, None)
+
+
+def test_updates_of_many_documents_travel_in_one_bundle() -> None:
+    pair = established()
+    parts = [
+        Updates(
+            doc_id=f"directory/{i}",
+            entries=(SignedUpdate(f"directory/{i}", ALICE.node_id, 1, 1, bytes(100), b"s" * 64),),
+        )
+        for i in range(50)
+    ]
+    (data,) = pair.dialer.send_updates(parts)
+    assert pair.deliver(pair.acceptor, data) == [UpdatesReceived(p) for p in parts]
+
+
+def test_a_bundle_is_cut_at_about_its_size_limit_and_never_splits_a_document() -> None:
+    pair = established()
+    big = bytes(100 * 1024)
+    parts = [
+        Updates(doc_id=f"directory/{i}", entries=(SignedUpdate(f"directory/{i}", ALICE.node_id, 1, 1, big, b"s" * 64),))
+        for i in range(5)
+    ]
+    envelopes = pair.dialer.send_updates(parts)
+    assert len(envelopes) == 3  # two documents of 100 KiB per bundle of at most 256 KiB
+    received = [event for data in envelopes for event in pair.deliver(pair.acceptor, data)]
+    assert received == [UpdatesReceived(p) for p in parts]
+    huge = [Updates(doc_id=DOC, entries=(SignedUpdate(DOC, ALICE.node_id, 1, 1, bytes(300 * 1024), b"s" * 64),))]
+    assert len(pair.dialer.send_updates(huge)) == 1  # one document larger than the limit goes alone
+
+
+def test_a_protocol_1_session_sends_one_envelope_per_document() -> None:
+    pair = established(1, 2)
+    parts = [UPDATES, Updates(doc_id="directory/x", entries=())]
+    assert [peek_header(d).topic for d in pair.dialer.send_updates(parts)] == [DOC, "directory/x"]
 
 
 def test_sequence_numbers_rise_by_one_per_message() -> None:
@@ -435,12 +504,26 @@ class Misaddressing(SealedCodec):
 
 
 @pytest.mark.parametrize(
-    ("topic", "message"),
-    [("directory/somebody-else", UPDATES), ("", UPDATES), (DOC, VERSIONS)],
-    ids=["updates for another document", "updates without a topic", "versions with a topic"],
+    ("topic", "message", "protocol"),
+    [
+        ("directory/somebody-else", UPDATES, 1),
+        ("", UPDATES, 1),
+        (DOC, VERSIONS, 1),
+        (DOC, UPDATES, 2),
+        (DOC, VERSIONS, 2),
+    ],
+    ids=[
+        "updates for another document",
+        "updates without a topic",
+        "versions with a topic",
+        "bundle with a topic",
+        "protocol 2 versions with a topic",
+    ],
 )
-def test_a_message_whose_topic_does_not_fit_it_is_refused(topic: str, message: Versions | Updates) -> None:
-    pair = SessionPair.make(dialer_codec=Misaddressing(topic))
+def test_a_message_whose_topic_does_not_fit_it_is_refused(
+    topic: str, message: Versions | Updates, protocol: int
+) -> None:
+    pair = SessionPair.make(dialer_codec=Misaddressing(topic), dialer_speaks=protocol)
     pair.handshake()
     with pytest.raises(RemoteProtocolError) as info:
         pair.send(pair.dialer, message)
@@ -478,11 +561,14 @@ class RawPayload(SealedCodec):
 
 @pytest.mark.parametrize(
     "payload",
-    [b"[]", b'{"t":"versions"}', b"\xff", b'{"t":"updates","doc":"d","entries":[[1]]}'],
-    ids=["array", "missing fields", "not utf-8", "short entry"],
+    [b"[]", b'{"t":"versions"}', b"\xff", b'{"t":"updates","doc":"d","entries":[[1]]}', b"\x92\x02\x90"],
+    ids=["array", "missing fields", "not utf-8", "short entry", "empty bundle"],
 )
-def test_an_authentic_malformed_message_is_the_peers_fault_and_closes_the_session(payload: bytes) -> None:
-    pair = SessionPair.make(dialer_codec=RawPayload(payload))
+@pytest.mark.parametrize("protocol", [1, 2])
+def test_an_authentic_malformed_message_is_the_peers_fault_and_closes_the_session(
+    payload: bytes, protocol: int
+) -> None:
+    pair = SessionPair.make(dialer_codec=RawPayload(payload), dialer_speaks=protocol)
     pair.handshake()
     with pytest.raises(RemoteProtocolError, match="malformed"):
         pair.send(pair.dialer, VERSIONS)
@@ -497,6 +583,21 @@ def test_an_authentic_message_with_a_huge_number_is_refused_and_closes_the_sessi
     with pytest.raises(RemoteProtocolError):
         pair.send(pair.dialer, VERSIONS)
     assert pair.acceptor.state is SessionState.CLOSED
+
+
+def test_a_protocol_2_message_in_a_protocol_1_session_is_refused() -> None:
+    pair = SessionPair.make(dialer_codec=RawPayload(encode(VERSIONS, 2)), acceptor_speaks=1)
+    pair.handshake()
+    with pytest.raises(RemoteProtocolError, match="malformed"):
+        pair.send(pair.dialer, VERSIONS)
+    assert pair.acceptor.state is SessionState.CLOSED
+
+
+def test_a_protocol_1_message_in_a_protocol_2_session_is_read() -> None:
+    # Either encoding is unambiguous; a protocol-1 updates message keeps its rule (topic = document).
+    pair = SessionPair.make(dialer_codec=RawPayload(encode(VERSIONS, 1)))
+    pair.handshake()
+    assert pair.send(pair.dialer, VERSIONS) == [VersionsReceived(VERSIONS)]
 
 
 def test_a_hello_inside_the_session_is_refused_by_the_state_table() -> None:
