@@ -101,11 +101,21 @@ class Reminders:
     nearing_days: int = 7
 
 
+_UNSET: Final = object()
+
+
 class CaseIndex:
-    """Reads of the case projection; the one write path is `upsert`, inside the caller's transaction."""
+    """Reads of the case projection; the write paths are `upsert` and `remove`, inside the caller's transaction.
+
+    A case's search text is written when the transaction commits (`Database.before_commit`), not in the unit of
+    work that changed the case: FTS5 turns what it holds in memory into a new index segment at every savepoint,
+    so writing it per unit made one segment per case and most of the cost of indexing a case was merging them.
+    """
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        # Search rows to write at the commit: FTS rowid -> (case id, *its text columns), or None to delete the row.
+        self._fts_pending: dict[int, tuple[str, ...] | None] = {}
         fts_sql = db.query("SELECT sql FROM sqlite_master WHERE name = 'cases_fts'")[0]["sql"]
         # The migration fell back to a word tokenizer only on builds without trigram: there a term matches words
         # starting with it, not any substring.
@@ -165,17 +175,11 @@ class CaseIndex:
             "\n".join(notes),
             "\n".join(str(a.get("name") or "") for a in attachments),
         )
-        held = db.execute(f"SELECT case_id, {', '.join(_FTS_TEXT_COLUMNS)} FROM cases_fts WHERE rowid = ?", (rowid,))
-        held_text = held.fetchone()
-        if held_text is not None and held_text[0] != case_id:  # two case ids whose hashes agree on 64 bits: never seen
-            raise ValueError(f"search index slot of case {case_id} is taken by case {held_text[0]}")
-        if held_text is None or tuple(held_text) != text:  # re-tokenising a case's every note costs: only if new
-            if held_text is not None:
-                db.execute("DELETE FROM cases_fts WHERE rowid = ?", (rowid,))
-            db.execute(
-                f"INSERT INTO cases_fts (rowid, case_id, {', '.join(_FTS_TEXT_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (rowid, *text),
-            )
+        current = self._fts_row(db, rowid)
+        if current is not None and current[0] != case_id:  # two case ids whose hashes agree on 64 bits: never seen
+            raise ValueError(f"search index slot of case {case_id} is taken by case {current[0]}")
+        if current != text:  # re-tokenising a case's every note costs: only if new
+            self._queue_fts(rowid, text)
 
         records: list[dict[str, Any]] = []
         for attachment in attachments:
@@ -209,6 +213,46 @@ class CaseIndex:
         for record in records:
             db.execute(insert, tuple(record[c] for c in columns))
 
+    def remove(self, db: sqlite_utils.Database, case_id: str) -> None:
+        """Drop a case from the projection (its keys are being destroyed): row, search text, attachments."""
+        db.execute("DELETE FROM cases WHERE case_id = ?", (case_id,))
+        db.execute("DELETE FROM case_attachments WHERE case_id = ?", (case_id,))
+        rowid = _fts_rowid(case_id)
+        current = self._fts_row(db, rowid)
+        if current is not None and current[0] == case_id:
+            self._queue_fts(rowid, None)
+
+    def _fts_row(self, db: sqlite_utils.Database, rowid: int) -> tuple[str, ...] | None:
+        """A search row as it will be once the transaction commits: queued, else on disk."""
+        if rowid in self._fts_pending:
+            return self._fts_pending[rowid]
+        held = db.execute(f"SELECT case_id, {', '.join(_FTS_TEXT_COLUMNS)} FROM cases_fts WHERE rowid = ?", (rowid,))
+        row = held.fetchone()
+        return None if row is None else tuple(row)
+
+    def _queue_fts(self, rowid: int, text: tuple[str, ...] | None) -> None:
+        previous = self._fts_pending.get(rowid, _UNSET)
+        self._fts_pending[rowid] = text
+
+        def take_back() -> None:
+            if previous is _UNSET:
+                self._fts_pending.pop(rowid, None)
+            else:
+                self._fts_pending[rowid] = previous  # type: ignore[assignment]
+
+        self._db.on_unit_abort(take_back)
+        if len(self._fts_pending) == 1:
+            self._db.on_abort(self._fts_pending.clear)
+        self._db.before_commit("cases_fts", self._write_fts)
+
+    def _write_fts(self, db: sqlite_utils.Database) -> None:
+        pending, self._fts_pending = self._fts_pending, {}
+        insert = f"INSERT INTO cases_fts (rowid, case_id, {', '.join(_FTS_TEXT_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        for rowid, text in pending.items():
+            db.execute("DELETE FROM cases_fts WHERE rowid = ?", (rowid,))
+            if text is not None:
+                db.execute(insert, (rowid, *text))
+
     def get(self, case_id: str) -> dict[str, Any] | None:
         rows = self._db.query("SELECT * FROM cases WHERE case_id = ?", (case_id,))
         return _decoded(rows[0]) if rows else None
@@ -227,6 +271,8 @@ class CaseIndex:
         """
         if f.limit <= 0:
             return []
+        if f.q and self._fts_pending:
+            self._db.flush_before_commit()  # the search text of what this loop turn changed, before it is searched
         where, params = self._where(f, today, reminders)
         sql = f"SELECT * FROM cases WHERE {' AND '.join(where) or '1'} {_ORDER} LIMIT ? OFFSET ?"
         if f.needs_action is None:

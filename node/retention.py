@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
 from node.blobs import BlobStore
+from node.case_index import CaseIndex
 from node.case_keys import CaseKeys
 from node.documents import DocumentStore, utc_now
 from node.storage import Database
@@ -31,6 +32,7 @@ class Retention:
         store: DocumentStore,
         case_keys: CaseKeys,
         blobs: BlobStore,
+        index: CaseIndex,
         *,
         shred_after_days: int,
         rotate_after_days: int,
@@ -38,6 +40,7 @@ class Retention:
         on_rekeyed: Callable[[str, list[str]], None] = lambda doc_id, parties: None,
     ) -> None:
         self._db = db
+        self._index = index
         self._store = store
         self._keys = case_keys
         self._blobs = blobs
@@ -91,10 +94,7 @@ class Retention:
         with self._db.write() as db:
             self._store.forget(db, doc_id)
             self._keys.shred(db, doc_id)
-            for row in db.query("SELECT rowid FROM cases WHERE case_id = ?", (case_id,)):
-                db.execute("DELETE FROM cases_fts WHERE rowid = ?", (row["rowid"],))
-            db.execute("DELETE FROM cases WHERE case_id = ?", (case_id,))
-            db.execute("DELETE FROM case_attachments WHERE case_id = ?", (case_id,))
+            self._index.remove(db, case_id)  # the search text too: it is the case's content in plain text
             db.execute("DELETE FROM case_officers WHERE case_id = ?", (case_id,))
             db.table("audit_log").insert(
                 {"at": utc_now(), "actor": "retention", "action": "case.shredded", "doc_id": doc_id, "subject": case_id}

@@ -291,11 +291,12 @@ def open_node(home_path: Path, passphrase: str) -> Node:
         peer = peers.get(node_id)
         return {"name": peer.name, "country": peer.country, "role": peer.role} if peer else None
 
+    case_index = CaseIndex(db)
     cases = Cases(
         db,
         store,
         case_keys,
-        CaseIndex(db),
+        case_index,
         blobs,
         identity,
         country=config.country,
@@ -359,6 +360,7 @@ def open_node(home_path: Path, passphrase: str) -> Node:
             store,
             case_keys,
             blobs,
+            case_index,
             shred_after_days=config.shred_closed_after_days,
             rotate_after_days=config.case_key_days,
             today=utc_today,

@@ -233,6 +233,9 @@ class Database:
         self._functions: dict[str, tuple[int, Callable[..., Any]]] = {}
         self._after: list[Callable[[], object]] = []  # run once the open transaction commits
         self._undo: list[Callable[[], object]] = []  # run if it does not
+        self._unit_undo: list[Callable[[], object]] = []  # run if the open unit of work rolls back
+        # Run inside the open transaction just before it commits, outside every unit of work (see `before_commit`).
+        self._before: dict[str, Callable[[sqlite_utils.Database], object]] = {}
         try:
             self._conn = _connect(path, key)
         except StorageReadOnly as exc:
@@ -287,9 +290,12 @@ class Database:
             changes = self._conn.total_changes
             try:
                 yield self.db
+                self._run_before_commit()
                 self._conn.execute("COMMIT")
             except BaseException as exc:
                 self._rollback()
+                self._run(self._unit_undo, clear=[])
+                self._before.clear()
                 self._run(self._undo, clear=self._after)
                 fault = self._fault_of(exc)
                 if fault is None:
@@ -300,6 +306,7 @@ class Database:
                     self._recovered()  # rows were committed: the disk takes writes again
                 self._run(self._after, clear=self._undo)
             finally:
+                self._unit_undo.clear()
                 self._depth = 0
 
     def _begin(self) -> None:
@@ -330,11 +337,13 @@ class Database:
             self._loop.call_soon(self._commit_group)
         self._conn.execute("SAVEPOINT unit")
         self._depth = 1
+        self._unit_undo.clear()
         try:
             yield self.db
             self._conn.execute("RELEASE unit")
         except BaseException as exc:
             fault = self._fault_of(exc)
+            self._run(self._unit_undo, clear=[])
             try:
                 if not self._conn.in_transaction:
                     raise StorageError("the transaction was rolled back")
@@ -346,6 +355,7 @@ class Database:
                 raise
             raise fault from exc
         finally:
+            self._unit_undo.clear()
             self._depth = 0
 
     def _commit_group(self) -> StorageError | None:
@@ -356,9 +366,11 @@ class Database:
                 return None
             self._group = None
             try:
+                self._run_before_commit()
                 self._conn.execute("COMMIT")
             except BaseException as exc:
                 self._rollback()
+                self._before.clear()
                 group.error = self._fault_of(exc) or StorageError("the changes could not be stored")
                 self._settle(group, self._undo, clear=self._after)
                 if not isinstance(exc, Exception):
@@ -374,6 +386,7 @@ class Database:
         if group is None:
             return
         self._rollback()
+        self._before.clear()
         group.error = failure
         self._settle(group, self._undo, clear=self._after)
 
@@ -435,6 +448,35 @@ class Database:
                 callback()
             else:
                 self._after.append(callback)
+
+    def before_commit(self, key: str, callback: Callable[[sqlite_utils.Database], object]) -> None:
+        """Run `callback` once (per `key`) inside the open transaction, just before it commits, outside every
+        unit of work; raising there fails the commit. Why: an FTS5 table writes what it holds in memory as a new
+        index segment at every SAVEPOINT, and every grouped unit of work is one. Search text written here makes
+        one segment per commit, instead of one per unit and the merging of thousands of one-row segments. What a
+        unit queues for here it must take back with `on_unit_abort`."""
+        with self._lock:
+            if self._group is None and not self._depth:
+                raise RuntimeError("before_commit needs an open transaction")
+            self._before.setdefault(key, callback)
+
+    def flush_before_commit(self) -> None:
+        """Run the `before_commit` callbacks now, between units of a group (a read that must see what they
+        write); the transaction stays open and may still roll back with them."""
+        with self._lock:
+            if self._before and not self._depth:
+                self._run_before_commit()
+
+    def _run_before_commit(self) -> None:
+        while self._before:
+            key = next(iter(self._before))
+            self._before.pop(key)(self.db)
+
+    def on_unit_abort(self, callback: Callable[[], object]) -> None:
+        """Run `callback` if the unit of work in progress rolls back, alone or with its transaction."""
+        with self._lock:
+            if self._depth:
+                self._unit_undo.append(callback)
 
     def on_abort(self, callback: Callable[[], object]) -> None:
         """Run `callback` if the open transaction does not commit (to drop what it changed in memory)."""

@@ -8,6 +8,7 @@ would pick; a node with 100,000 cases still answers from indexes.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import time
@@ -205,6 +206,45 @@ def test_upsert_in_a_failed_transaction_leaves_nothing(db: Database, index: Case
     assert index.get("C-1") is None
     assert db.query("SELECT count(*) AS n FROM cases_fts")[0]["n"] == 0
     assert index.attachments("C-1") == []
+
+
+async def test_grouped_upserts_write_their_search_text_once_at_the_commit(db: Database, index: CaseIndex) -> None:
+    """Search text waits for the group's commit (one FTS5 segment per commit, not per case); a unit undone takes
+    its text back; a search in the same loop turn still finds what was written before it."""
+    db.group_commits(asyncio.get_running_loop())
+    mark = db.commit_mark()
+    for n in range(1, 4):
+        with db.write(grouped=True) as w:
+            index.upsert(w, quiet(f"C-{n}", summary=f"vessel number {n}"), notes=(), attachments=())
+    with pytest.raises(RuntimeError), db.write(grouped=True) as w:
+        index.upsert(w, quiet("C-9", summary="vessel undone"), notes=(), attachments=())
+        index.upsert(w, quiet("C-1", summary="vessel renamed by the undone unit"), notes=(), attachments=())
+        raise RuntimeError("the document change failed")
+    assert db.query("SELECT count(*) AS n FROM cases_fts")[0]["n"] == 0  # not yet: at the commit
+    assert sorted(find(index, q="vessel")) == ["C-1", "C-2", "C-3"]  # a search writes it first
+    assert find(index, q="renamed") == [] and find(index, q="undone") == []
+    with db.write(grouped=True) as w:
+        index.upsert(w, quiet("C-2", summary="freezing of accounts"), notes=(), attachments=())
+    await db.durable(mark)
+    assert db.query("SELECT count(*) AS n FROM cases_fts")[0]["n"] == 3
+    assert find(index, q="accounts") == ["C-2"] and sorted(find(index, q="vessel")) == ["C-1", "C-3"]
+    db.stop_grouping()
+
+
+def test_a_removed_case_leaves_no_search_text(db: Database, index: CaseIndex) -> None:
+    put(
+        db,
+        index,
+        quiet("C-1", summary="Seizure of a fishing vessel"),
+        notes=("a note",),
+        attachments=(attachment("a1", "b1"),),
+    )
+    put(db, index, quiet("C-2", summary="another vessel"))
+    with db.write() as w:
+        index.remove(w, "C-1")
+    assert index.get("C-1") is None and index.attachments("C-1") == []
+    assert db.query("SELECT case_id FROM cases_fts") == [{"case_id": "C-2"}]
+    assert find(index, q="vessel") == ["C-2"]
 
 
 def test_upsert_refuses_misnamed_columns(db: Database, index: CaseIndex) -> None:

@@ -138,3 +138,79 @@ def test_an_outer_transaction_defers_what_waits_for_its_commit(db: Database) -> 
         db.on_abort(lambda: undone.append("undo"))
         raise ValueError("outer unit fails")
     assert undone == ["undo"] and committed(db.path) == ["nested"]
+
+
+def queue_at_commit(db: Database, x: str, queued: list[str]) -> None:
+    """What `CaseIndex` does with search text: queue it in a unit, write it at the commit, take it back if the
+    unit rolls back."""
+    queued.append(x)
+    db.on_unit_abort(lambda: queued.remove(x))
+
+    def write(w: object) -> None:
+        for value in queued:
+            db.db.execute("INSERT INTO item (x) VALUES (?)", (value,))
+        queued.clear()
+
+    db.before_commit("items", write)
+
+
+async def test_what_waits_for_the_commit_is_written_once_outside_the_units_and_not_for_a_unit_undone(
+    db: Database,
+) -> None:
+    db.group_commits(asyncio.get_running_loop())
+    queued: list[str] = []
+    mark = db.commit_mark()
+    with db.write(grouped=True):
+        queue_at_commit(db, "a", queued)
+    with pytest.raises(ValueError), db.write(grouped=True):
+        queue_at_commit(db, "undone", queued)
+        raise ValueError("the unit's own error")
+    with db.write(grouped=True):
+        queue_at_commit(db, "b", queued)
+    assert queued == ["a", "b"] and db.query("SELECT x FROM item") == []  # not written yet
+    await db.durable(mark)
+    assert committed(db.path) == ["a", "b"] and queued == []
+    db.stop_grouping()
+
+
+async def test_what_waits_for_the_commit_can_be_written_early_for_a_read(db: Database) -> None:
+    db.group_commits(asyncio.get_running_loop())
+    queued: list[str] = []
+    mark = db.commit_mark()
+    with db.write(grouped=True):
+        queue_at_commit(db, "a", queued)
+    db.flush_before_commit()
+    assert [r["x"] for r in db.query("SELECT x FROM item")] == ["a"] and committed(db.path) == []
+    await db.durable(mark)
+    assert committed(db.path) == ["a"]
+    db.stop_grouping()
+
+
+async def test_what_waits_for_a_commit_that_fails_is_dropped_with_it(db: Database) -> None:
+    db.group_commits(asyncio.get_running_loop())
+    queued: list[str] = []
+    mark = db.commit_mark()
+    with db.write(grouped=True):
+        queue_at_commit(db, "lost", queued)
+    db.on_abort(queued.clear)
+    insert(db, "dangling", parent=42)  # fails at commit
+    with pytest.raises(StorageError):
+        await db.durable(mark)
+    assert committed(db.path) == [] and queued == []
+    later = db.commit_mark()
+    insert(db, "next turn")
+    await db.durable(later)
+    assert committed(db.path) == ["next turn"]  # nothing of the failed group's queue came back
+    db.stop_grouping()
+
+
+def test_a_unit_on_its_own_writes_what_waits_for_its_commit_or_nothing(db: Database) -> None:
+    queued: list[str] = []
+    with db.write():
+        queue_at_commit(db, "alone", queued)
+    with pytest.raises(ValueError), db.write():
+        queue_at_commit(db, "undone", queued)
+        raise ValueError("the unit's own error")
+    assert committed(db.path) == ["alone"] and queued == []
+    with pytest.raises(RuntimeError):
+        db.before_commit("items", lambda w: None)  # no transaction open: nothing would ever run it
