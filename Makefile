@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test soak check lint bench clean
+.PHONY: demo test soak fuzz check lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,14 @@ test: $(STAMP) lint /usr/bin/chromium
 soak: $(STAMP)
 	SEAJUST_SOAK=1 $(BIN)/python -m pytest -q -m soak
 
+# Coverage-guided fuzzing of the network parsers (atheris), FUZZ_SECONDS each, the corpus kept in .fuzz/.
+FUZZ_SECONDS ?= 300
+fuzz: $(STAMP)
+	for target in messages envelopes grants relay_frames; do \
+		PYTHONPATH=. $(BIN)/python tests/fuzz_atheris.py $$target .fuzz/$$target -max_total_time=$(FUZZ_SECONDS) \
+			-artifact_prefix=.fuzz/ || exit 1; \
+	done
+
 lint: $(STAMP)
 	$(BIN)/ruff check node sync crypto ui tests bench
 	$(BIN)/ruff format --check node sync crypto ui tests bench
@@ -41,4 +49,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/throughput_bench.py
 
 clean:
-	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache .hypothesis .fuzz
