@@ -23,6 +23,7 @@ import shutil
 import tempfile
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -579,9 +580,9 @@ def test_three_engines_converge_whatever_the_interleaving_soak(template: Path) -
     check(template, examples=400, steps=60)
 
 
-def test_an_entry_lost_with_one_of_two_sessions_still_arrives(template: Path) -> None:
-    """Both nodes dialled each other, so a pair has two sessions; a note is pushed on the newest, which the
-    network cuts before delivering it. The other session stays up, so nothing redials: the note must still come."""
+@contextmanager
+def driven(template: Path) -> Iterator[Interleavings]:
+    """The machine driven step by step by a test (a scenario the machine found, or one it must keep passing)."""
 
     class Machine(Interleavings):
         pass
@@ -589,6 +590,17 @@ def test_an_entry_lost_with_one_of_two_sessions_still_arrives(template: Path) ->
     Machine.template = template
     machine = Machine()
     try:
+        yield machine
+    finally:
+        machine.run(machine._close_all())
+        machine.loop.close()
+        shutil.rmtree(machine.base, ignore_errors=True)
+
+
+def test_an_entry_lost_with_one_of_two_sessions_still_arrives(template: Path) -> None:
+    """Both nodes dialled each other, so a pair has two sessions; a note is pushed on the newest, which the
+    network cuts before delivering it. The other session stays up, so nothing redials: the note must still come."""
+    with driven(template) as machine:
         machine.dial_every_pair((True, True, True), (False, False, False))
         for pair in PAIRS:
             machine.sync_pair(pair)
@@ -601,23 +613,13 @@ def test_an_entry_lost_with_one_of_two_sessions_still_arrives(template: Path) ->
         machine.run(machine._cut(newest))
         machine.run(machine._drain())
         machine._check_converged()
-    finally:
-        machine.run(machine._close_all())
-        machine.loop.close()
-        shutil.rmtree(machine.base, ignore_errors=True)
 
 
 def test_a_new_document_pushed_on_a_lost_session_still_arrives(template: Path) -> None:
     """Found by the machine above: nodes 0 and 1 dialled each other (two sessions); node 0's first contact, a
     document node 1 holds nothing of, is pushed on the session the network then cuts. The session left must bring
     it: a version list naming only the documents a node holds cannot ask for one it has never seen."""
-
-    class Machine(Interleavings):
-        pass
-
-    Machine.template = template
-    machine = Machine()
-    try:
+    with driven(template) as machine:
         machine.dial_every_pair((True, False, False), (True, False, False))
         for _ in range(3):
             machine.deliver_one_everywhere()
@@ -632,7 +634,3 @@ def test_a_new_document_pushed_on_a_lost_session_still_arrives(template: Path) -
         machine.run(machine._drain())
         machine._check_converged()
         assert own in machine.nodes[1].store.doc_ids()
-    finally:
-        machine.run(machine._close_all())
-        machine.loop.close()
-        shutil.rmtree(machine.base, ignore_errors=True)
