@@ -31,7 +31,16 @@ from typing import Protocol
 from crypto.errors import EnvelopeRejected
 from crypto.identity import Identity
 from sync.errors import ProtocolError, RemoteProtocolError, ReplicaUnavailable, UpdateRejected
-from sync.messages import MAX_GRANTS_PER_MESSAGE, Bundle, Grants, SignedUpdate, Updates, Versions, VersionVector
+from sync.messages import (
+    MAX_GRANTS_PER_MESSAGE,
+    PROTOCOL_VERSION,
+    Bundle,
+    Grants,
+    SignedUpdate,
+    Updates,
+    Versions,
+    VersionVector,
+)
 from sync.protocol import (
     SEALED,
     EnvelopeCodec,
@@ -189,6 +198,7 @@ class SyncEngine:
         # A peer's complete version list (session or mail): a restored node learns from it what it must get back.
         self.on_complete_versions: Callable[[str, dict[str, VersionVector]], None] = lambda peer, docs: None
         self.codec = codec
+        self.speaks = PROTOCOL_VERSION  # the highest protocol this node offers in its sessions
         self._hello_cache = HelloCache()
         self._connections: dict[str, list[Connection]] = defaultdict(list)
         self.cursors: dict[str, dict[str, VersionVector]] = defaultdict(dict)
@@ -209,6 +219,7 @@ class SyncEngine:
             hello_cache=self._hello_cache,
             expected_peer=expected_peer,
             codec=self.codec,
+            speaks=self.speaks,
         )
 
     def is_connected(self, peer_id: str) -> bool:

@@ -29,6 +29,7 @@ from crypto.identity import Identity
 from sync.errors import LocalProtocolError, RemoteProtocolError
 from sync.messages import (
     HELLO_PROTOCOL,
+    MAX_ENTRIES_PER_MESSAGE,
     PROTOCOL_VERSION,
     Bundle,
     Grants,
@@ -270,13 +271,15 @@ class SyncSession:
         out: list[bytes] = []
         bundle: list[Updates] = []
         size = 0
+        entries = 0
         for part in parts:
             part_size = sum(len(e.body) + len(e.sig) + len(e.author) + 24 for e in part.entries) + len(part.doc_id)
-            if bundle and size + part_size > BUNDLE_BYTES:
+            if bundle and (size + part_size > BUNDLE_BYTES or entries + len(part.entries) > MAX_ENTRIES_PER_MESSAGE):
                 out.append(self.send(Bundle(tuple(bundle))))
-                bundle, size = [], 0
+                bundle, size, entries = [], 0, 0
             bundle.append(part)
             size += part_size
+            entries += len(part.entries)
         if bundle:
             out.append(self.send(Bundle(tuple(bundle))))
         return out

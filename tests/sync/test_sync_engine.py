@@ -322,6 +322,30 @@ async def test_edits_made_while_a_link_was_down_arrive_when_it_is_back(network: 
     assert a.contacts(b) == {"d1": {"name": "during, on b"}}
 
 
+@pytest.mark.parametrize("older", ["dialer", "acceptor"])
+async def test_a_node_that_speaks_only_protocol_1_still_converges(network: Network, older: str) -> None:
+    a, b = network.member("a"), network.member("b")
+    (a if older == "dialer" else b).engine.speaks = 1  # a node not yet upgraded
+    a.put("c0", name="before the link")
+    link = network.link(a, b)
+    await network.until(network.converged, "catch-up")
+    a.put("c1", name="live")
+    b.put("d1", name="the other way")
+    await network.until(network.converged, "live edits")
+    assert b.contacts(a) == {"c0": {"name": "before the link"}, "c1": {"name": "live"}}
+    assert a.contacts(b) == {"d1": {"name": "the other way"}}
+    for member in (a, b):
+        payloads = [data for name, data in link.sent if name == member.name]
+        assert payloads and all(_payload(link, member, data)[:1] == b"{" for data in payloads)  # JSON throughout
+    assert set(link.docs_sent_by(a, network.trusted)) == {a.own_doc}
+    assert a.rejections.records == b.rejections.records == []
+
+
+def _payload(link: Link, sender: Member, data: bytes) -> bytes:
+    other = link.acceptor if sender is link.dialer else link.dialer
+    return open_envelope(other.identity, data, sender_sign_key=lambda n: sender.identity.public.sign_key).payload
+
+
 async def test_a_live_edit_is_not_echoed_back_to_its_author(network: Network) -> None:
     a, b = network.member("a"), network.member("b")
     link = network.link(a, b)

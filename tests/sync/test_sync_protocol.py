@@ -287,6 +287,18 @@ def test_a_bundle_is_cut_at_about_its_size_limit_and_never_splits_a_document() -
     assert len(pair.dialer.send_updates(huge)) == 1  # one document larger than the limit goes alone
 
 
+def test_a_bundle_is_cut_before_it_holds_more_entries_than_a_message_may() -> None:
+    pair = established()
+    tiny = [
+        Updates(doc_id=f"directory/{i}", entries=(SignedUpdate(f"directory/{i}", "a", 1, 1, b"", b""),) * 2_000)
+        for i in range(6)
+    ]
+    envelopes = pair.dialer.send_updates(tiny)
+    assert len(envelopes) == 2  # 12,000 entries: at most 10,000 in one message
+    received = [event for data in envelopes for event in pair.deliver(pair.acceptor, data)]
+    assert received == [UpdatesReceived(p) for p in tiny]
+
+
 def test_a_protocol_1_session_sends_one_envelope_per_document() -> None:
     pair = established(1, 2)
     parts = [UPDATES, Updates(doc_id="directory/x", entries=())]
