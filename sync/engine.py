@@ -542,8 +542,9 @@ class SyncEngine:
             asyncio.get_running_loop().call_soon(self._flush, conn)
 
     def _flush(self, conn: Connection) -> None:
-        """Send what this loop turn gathered for a peer: the documents' keys it lacks, new entries (one message
-        per document however many changes made them), and one acknowledgement for every document received."""
+        """Send what this loop turn gathered for a peer: the documents' keys it lacks, new entries (in protocol 2
+        one bundle for all the documents, however many changes made them), and one acknowledgement for every
+        document received."""
         conn.flushing = False
         mark, conn.flush_mark = conn.flush_mark, None
         pushes, conn.pushes = conn.pushes, {}
