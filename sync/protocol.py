@@ -264,20 +264,24 @@ class SyncSession:
         )
 
     def send_updates(self, parts: Sequence[Updates]) -> list[bytes]:
-        """Envelopes carrying these documents' updates: bundles of about BUNDLE_BYTES in protocol 2, one envelope
-        per document in protocol 1."""
+        """Envelopes carrying these documents' updates, in order: bundles of about BUNDLE_BYTES in protocol 2
+        (a document's later part, when its entries were split, goes in the next bundle: a bundle names a document
+        once), one envelope per part in protocol 1."""
         if self.protocol < 2:
             return [self.send(part) for part in parts]
         out: list[bytes] = []
         bundle: list[Updates] = []
+        docs: set[str] = set()
         size = 0
         entries = 0
         for part in parts:
             part_size = sum(len(e.body) + len(e.sig) + len(e.author) + 24 for e in part.entries) + len(part.doc_id)
-            if bundle and (size + part_size > BUNDLE_BYTES or entries + len(part.entries) > MAX_ENTRIES_PER_MESSAGE):
+            full = size + part_size > BUNDLE_BYTES or entries + len(part.entries) > MAX_ENTRIES_PER_MESSAGE
+            if bundle and (full or part.doc_id in docs):
                 out.append(self.send(Bundle(tuple(bundle))))
-                bundle, size, entries = [], 0, 0
+                bundle, docs, size, entries = [], set(), 0, 0
             bundle.append(part)
+            docs.add(part.doc_id)
             size += part_size
             entries += len(part.entries)
         if bundle:

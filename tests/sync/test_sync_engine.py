@@ -281,6 +281,23 @@ async def test_a_late_joiner_catches_up_from_the_node_in_between(network: Networ
     await network.until(lambda: c.contacts(a) == {"c1": {"name": "Somchai"}}, "c to catch up via b")
 
 
+async def test_a_document_split_into_parts_reaches_a_peer_in_order(
+    network: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More new entries of one document than a part holds: its parts go in successive bundles, never twice in one
+    (a bundle naming a document twice is malformed, and would close the session)."""
+    monkeypatch.setattr(sync.engine, "MAX_ENTRIES_PER_PUSH", 4)
+    a, b = network.member("a"), network.member("b")
+    link = network.link(a, b)
+    await network.until(lambda: a.engine.is_connected(b.node_id) and b.engine.is_connected(a.node_id), "link up")
+    for i in range(10):  # one loop turn: one push of ten entries
+        a.put(f"c{i}", name=f"officer {i}")
+    await network.until(lambda: b.contacts(a) == a.contacts(a), "b to hold a's edits")
+    parts = [u for u in link.updates_sent_by(a, network.trusted) if u.doc_id == a.own_doc]
+    assert [len(p.entries) for p in parts] == [4, 4, 2]
+    assert a.rejections.records == b.rejections.records == []
+
+
 async def test_concurrent_edits_on_three_nodes_converge(network: Network) -> None:
     a, b, c = network.member("a"), network.member("b"), network.member("c")
     network.link(a, b)

@@ -299,6 +299,17 @@ def test_a_bundle_is_cut_before_it_holds_more_entries_than_a_message_may() -> No
     assert received == [UpdatesReceived(p) for p in tiny]
 
 
+def test_the_parts_of_one_document_go_in_successive_bundles_in_order() -> None:
+    pair = established()
+    first = Updates(doc_id=DOC, entries=(SignedUpdate(DOC, ALICE.node_id, 1, 1, b"a", b"s"),))
+    second = Updates(doc_id=DOC, entries=(SignedUpdate(DOC, ALICE.node_id, 2, 2, b"b", b"s"),))
+    other = Updates(doc_id="directory/x", entries=())
+    envelopes = pair.dialer.send_updates([first, other, second])
+    assert len(envelopes) == 2
+    received = [event for data in envelopes for event in pair.deliver(pair.acceptor, data)]
+    assert received == [UpdatesReceived(first), UpdatesReceived(other), UpdatesReceived(second)]
+
+
 def test_a_protocol_1_session_sends_one_envelope_per_document() -> None:
     pair = established(1, 2)
     parts = [UPDATES, Updates(doc_id="directory/x", entries=())]
