@@ -135,24 +135,25 @@ class CrdtDocument:
     def __init__(self) -> None:
         self._doc: pycrdt.Doc[Any] = pycrdt.Doc()
         self._roots = _Roots(self._doc)
-        self._captured: list[bytes] = []
         # Lists as last read, until the document changes: one edit of a case reads its history several times
         # (to chain the new entry, to replay the workflow, to index the notes), each a full read.
         self._lists: dict[str, list[Record]] = {}
-        self._subscription = self._doc.observe(self._capture)
-
-    def _capture(self, event: pycrdt.TransactionEvent) -> None:
-        self._captured.append(event.update)
-        self._lists.clear()
 
     def change(self, edit: Callable[[DocumentChange], None]) -> bytes | None:
         """Run `edit` as one transaction; the update it produced, or None if it changed nothing."""
-        self._captured.clear()
         self._lists.clear()
-        with self._doc.transaction(origin="local"):
-            edit(DocumentChange(self._roots))
-        updates = [u for u in self._captured if u and u != b"\x00\x00"]
-        self._captured.clear()
+        captured: list[bytes] = []
+        # Observed for this one transaction only. pycrdt keeps an observer on the Rust side, with a reference back
+        # to its document that Python's collector cannot see: a document observed for good is never freed, and a
+        # node that loaded or tried out documents for weeks held every one of them.
+        subscription = self._doc.observe(lambda event: captured.append(event.update))
+        try:
+            with self._doc.transaction(origin="local"):
+                edit(DocumentChange(self._roots))
+        finally:
+            self._doc.unobserve(subscription)
+            self._lists.clear()
+        updates = [u for u in captured if u and u != b"\x00\x00"]
         if not updates:
             return None
         return updates[0] if len(updates) == 1 else pycrdt.merge_updates(*updates)
@@ -163,7 +164,7 @@ class CrdtDocument:
         except (ValueError, RuntimeError) as exc:
             raise CrdtError("document update could not be decoded") from exc
         finally:
-            self._captured.clear()
+            self._lists.clear()
 
     def encode_state(self) -> bytes:
         return bytes(self._doc.get_update())

@@ -8,7 +8,9 @@ load without changing what any node sees; the audit log says who changed what, n
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -574,3 +576,37 @@ def test_a_value_no_document_can_hold_is_refused_and_the_change_dropped_whole(tm
     assert doc is not None and doc.records("items") == {"a": {"v": "kept"}}
     assert store.versions("doc/1") == {me.node_id: 1}
     db.close()
+
+
+def test_a_document_no_longer_used_is_freed() -> None:
+    """pycrdt keeps an observer's callback where Python's collector cannot see it, with a reference back to the
+    document: a `CrdtDocument` that observed its pycrdt document for good was never freed, so a running node kept
+    every document it ever loaded, rebuilt or tried a peer's update on (20,000 of them after one initial sync)."""
+    gone: list[weakref.ref[CrdtDocument]] = []
+    for i in range(50):
+        doc = CrdtDocument()
+        update = doc.change(lambda change, i=i: change.put_record("contacts", f"c{i}", {"name": f"n{i}"}))
+        assert update is not None
+        other = CrdtDocument()
+        other.apply(update)
+        assert other.records("contacts") == {f"c{i}": {"name": f"n{i}"}}
+        other.view(["contacts"], ["history"]), other.items("history"), other.copy()
+        gone += [weakref.ref(doc), weakref.ref(other)]
+    del doc, other
+    gc.collect()
+    assert [ref for ref in gone if ref() is not None] == []
+
+
+def test_the_lists_read_are_read_again_after_any_change() -> None:
+    doc = CrdtDocument()
+    doc.change(lambda change: change.append("history", {"n": 1}))
+    assert doc.items("history") == [{"n": 1}]
+    doc.change(lambda change: change.append("history", {"n": 2}))
+    assert doc.items("history") == [{"n": 1}, {"n": 2}]  # a local change
+    other = CrdtDocument()
+    other.apply(doc.encode_state())
+    assert other.items("history") == [{"n": 1}, {"n": 2}]
+    more = doc.change(lambda change: change.append("history", {"n": 3}))
+    assert more is not None
+    other.apply(more)
+    assert other.items("history") == [{"n": 1}, {"n": 2}, {"n": 3}]  # a peer's update
