@@ -54,6 +54,10 @@ COMPACT_KEEP_RECENT = 64  # own recent entries left unmerged, so peers slightly 
 # node whose officers cycle through more documents than this reloads every one: 2,000 did for 2,000 busy cases
 # plus the directory (about 20 KB each loaded).
 MAX_LOADED = 4_000
+# ... and at most this much of their content, counted as the updates they were built from: a document holds about
+# six times that in memory (a note's 450 bytes are 2.8 KB loaded), and cases grow for years, so a count alone would
+# let 4,000 long cases take gigabytes.
+MAX_LOADED_BYTES = 48 * 1024 * 1024
 MERGE_SEND_MAX_BYTES = 256 * 1024  # a lagging peer's run of this node's entries is merged up to this many bytes
 MERGED_KEPT_BYTES = 16 * 1024 * 1024  # merged runs remembered (their bodies), so a second peer costs no signature
 
@@ -67,6 +71,7 @@ class _Held:
     crdt: CrdtDocument
     versions: VersionVector = field(default_factory=dict)
     since_snapshot: int = 0
+    size: int = 0  # bytes of the snapshot and updates it was built from (see MAX_LOADED_BYTES)
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,7 @@ class DocumentStore:
         older_keys: Callable[[str], tuple[bytes, ...]] = lambda author: (),
         may_commit: Callable[[], str | None] = lambda: None,
         max_loaded: int = MAX_LOADED,
+        max_loaded_bytes: int = MAX_LOADED_BYTES,
     ) -> None:
         self._db = db
         self._identity = identity
@@ -147,6 +153,9 @@ class DocumentStore:
         self._older_keys = older_keys
         self._may_commit = may_commit  # why local changes must wait (a restored node catching up), or None
         self._max_loaded = max_loaded
+        self._max_loaded_bytes = max_loaded_bytes
+        self._loaded_bytes = 0  # the sizes of the documents in `_docs`, as they were when kept
+        self._counted: dict[str, int] = {}
         self._versions: dict[str, VersionVector] = {}
         self._forgotten: set[str] = set()  # crypto-shredded: only the version vector is left (`forget`)
         self._docs: OrderedDict[str, _Held] = OrderedDict()
@@ -174,7 +183,8 @@ class DocumentStore:
             versions[row["doc_id"]] = json.loads(row["versions"])
             self._forgotten.add(row["doc_id"])
         self._versions = versions
-        self._docs.clear()
+        for doc_id in list(self._docs):
+            self._drop(doc_id)
         log.info("found %d documents in %.0f ms", len(versions), (time.perf_counter() - started) * 1000)
 
     def doc_ids(self, prefix: str = "") -> list[str]:
@@ -205,7 +215,7 @@ class DocumentStore:
         for run in [r for r in self._merged_runs if r[0] == doc_id]:
             self._merged_bytes -= len(self._merged_runs.pop(run).body)
         self._forgotten.add(doc_id)
-        self._docs.pop(doc_id, None)
+        self._drop(doc_id)
 
     def get(self, doc_id: str) -> CrdtDocument | None:
         held = self._held(doc_id)
@@ -365,6 +375,7 @@ class DocumentStore:
             self._reload(doc_id)
             raise
         held.versions[self._me] = seq
+        held.size += len(plain)
         self._versions[doc_id] = dict(held.versions)
         self._keep(doc_id, held)
         self._db.on_abort(lambda: self._reload(doc_id))
@@ -436,6 +447,7 @@ class DocumentStore:
                         held.crdt.apply(plain[entry])
                     held.versions[entry.author] = entry.seq_to
                     held.since_snapshot += 1
+                    held.size += len(plain[entry])
                     self._insert(db, entry)
                     self._audit(
                         db, entry.author, "sync.apply", entry.doc_id, f"seq {entry.seq_from}-{entry.seq_to} via {via}"
@@ -617,8 +629,16 @@ class DocumentStore:
     def _keep(self, doc_id: str, held: _Held) -> None:
         self._docs[doc_id] = held
         self._docs.move_to_end(doc_id)
-        while len(self._docs) > self._max_loaded:
-            self._docs.popitem(last=False)  # its log and snapshot are on disk; it reloads on use
+        self._loaded_bytes += held.size - self._counted.get(doc_id, 0)
+        self._counted[doc_id] = held.size
+        while len(self._docs) > self._max_loaded or (
+            self._loaded_bytes > self._max_loaded_bytes and len(self._docs) > 1
+        ):
+            self._drop(next(iter(self._docs)))  # its log and snapshot are on disk; it reloads on use
+
+    def _drop(self, doc_id: str) -> None:
+        self._docs.pop(doc_id, None)
+        self._loaded_bytes -= self._counted.pop(doc_id, 0)
 
     def _seal(self, doc_id: str, author: str, plain: bytes) -> bytes:
         if not self._encrypted(doc_id):
@@ -638,11 +658,12 @@ class DocumentStore:
 
     def _reload(self, doc_id: str) -> _Held | None:
         """(Re)build a document from its snapshot and the log after it, dropping any change not on disk."""
-        self._docs.pop(doc_id, None)
+        self._drop(doc_id)
         held = _Held(CrdtDocument())
         snap = self._db.query("SELECT state, versions FROM doc_snapshots WHERE doc_id = ?", (doc_id,))
         if snap:
             held.crdt.apply(snap[0]["state"])
+            held.size = len(snap[0]["state"])
             held.versions = json.loads(snap[0]["versions"])
         rows = self._db.query(
             "SELECT author, seq_to, body FROM doc_log WHERE doc_id = ? ORDER BY author, seq_to", (doc_id,)
@@ -659,6 +680,7 @@ class DocumentStore:
                 held.since_snapshot += 1
         if bodies:
             held.crdt.apply(merge_updates(bodies))
+            held.size += sum(len(body) for body in bodies)
         if not (rows or snap):
             self._versions.pop(doc_id, None)
             return None

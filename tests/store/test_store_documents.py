@@ -610,3 +610,35 @@ def test_the_lists_read_are_read_again_after_any_change() -> None:
     assert more is not None
     other.apply(more)
     assert other.items("history") == [{"n": 1}, {"n": 2}, {"n": 3}]  # a peer's update
+
+
+def test_loaded_documents_are_bounded_by_their_size_too(tmp_path: Path) -> None:
+    """A case grows for years: besides their number, the documents kept loaded are bounded by what they were
+    built from, the least recently used going first; the one in use always stays."""
+    db = Database(tmp_path / "bounded.db", os.urandom(32))
+    try:
+        store = DocumentStore(db, ALICE, author_key=SIGN_KEYS.get, may_write=lambda d, a: True, max_loaded_bytes=3_000)
+        store.load()
+        for n in range(4):
+            for i in range(3):
+                store.commit_local(
+                    f"directory/doc-{n}",
+                    lambda change, i=i: change.put_record("contacts", f"c{i}", {"name": "x" * 300}),
+                    actor="tests",
+                    action="contact.updated",
+                )
+        loaded = list(store._docs)
+        assert loaded[-1] == "directory/doc-3" and "directory/doc-0" not in loaded
+        assert store._loaded_bytes == sum(held.size for held in store._docs.values()) <= 3_000
+        assert store.get("directory/doc-0") is not None  # rebuilt from the log on use
+        assert list(store._docs)[-1] == "directory/doc-0"
+        assert store.get("directory/doc-0").records("contacts")["c2"] == {"name": "x" * 300}  # type: ignore[union-attr]
+        huge = store.commit_local(
+            "directory/doc-9",
+            lambda change: change.put_record("contacts", "big", {"name": "y" * 5_000}),
+            actor="t",
+            action="contact.updated",
+        )
+        assert huge is not None and list(store._docs) == ["directory/doc-9"]  # alone above the bound, but in use
+    finally:
+        db.close()
