@@ -101,9 +101,6 @@ class Reminders:
     nearing_days: int = 7
 
 
-_UNSET: Final = object()
-
-
 class CaseIndex:
     """Reads of the case projection; the write paths are `upsert` and `remove`, inside the caller's transaction.
 
@@ -231,14 +228,14 @@ class CaseIndex:
         return None if row is None else tuple(row)
 
     def _queue_fts(self, rowid: int, text: tuple[str, ...] | None) -> None:
-        previous = self._fts_pending.get(rowid, _UNSET)
+        was_queued, previous = rowid in self._fts_pending, self._fts_pending.get(rowid)
         self._fts_pending[rowid] = text
 
         def take_back() -> None:
-            if previous is _UNSET:
-                self._fts_pending.pop(rowid, None)
+            if was_queued:
+                self._fts_pending[rowid] = previous
             else:
-                self._fts_pending[rowid] = previous  # type: ignore[assignment]
+                self._fts_pending.pop(rowid, None)
 
         self._db.on_unit_abort(take_back)
         if len(self._fts_pending) == 1:
