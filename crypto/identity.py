@@ -7,12 +7,12 @@ library primitive can be swapped without touching the other. Private keys stay i
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import CryptoError as NaclCryptoError
 
 from crypto.errors import CryptoError, KeyFileError, SignatureInvalid
 from crypto.node_id import node_id_from_keys
@@ -110,17 +110,16 @@ class Identity:
 
 def verify_signature(sign_key: bytes, signature: bytes, data: bytes) -> None:
     """Raise `SignatureInvalid` for a bad signature, and equally for a malformed key or signature,
-    so callers have one failure to handle and an attacker learns nothing from which one it was."""
-    if isinstance(sign_key, bytearray | memoryview):
-        sign_key = bytes(sign_key)
+    so callers have one failure to handle and an attacker learns nothing from which one it was.
+
+    Checked by libsodium (PyNaCl) rather than OpenSSL: the same Ed25519 (RFC 8032), in about half the
+    time on our machines (64 against 128 us), and a node catching up checks several signatures per case
+    (decision 0012). libsodium is also the stricter of the two: it refuses small-order keys and points,
+    which no honest signer produces. Signing stays with `cryptography`, which holds the private key.
+    """
     try:
-        _public_key(sign_key).verify(signature, data)
-    except (InvalidSignature, ValueError, TypeError):
+        if len(sign_key) != KEY_SIZE or len(signature) != SIGNATURE_SIZE:
+            raise SignatureInvalid()
+        crypto_sign_open(bytes(signature) + bytes(data), bytes(sign_key))
+    except (NaclCryptoError, ValueError, TypeError):
         raise SignatureInvalid() from None
-
-
-@functools.lru_cache(maxsize=1024)
-def _public_key(sign_key: bytes) -> Ed25519PublicKey:
-    """A key object per trusted peer, made once: a catch-up checks thousands of signatures by the same few nodes.
-    A malformed key raises ValueError every time (exceptions are not cached)."""
-    return Ed25519PublicKey.from_public_bytes(sign_key)
