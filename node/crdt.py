@@ -135,13 +135,14 @@ class CrdtDocument:
     def __init__(self) -> None:
         self._doc: pycrdt.Doc[Any] = pycrdt.Doc()
         self._roots = _Roots(self._doc)
-        # Lists as last read, until the document changes: one edit of a case reads its history several times
-        # (to chain the new entry, to replay the workflow, to index the notes), each a full read.
-        self._lists: dict[str, list[Record]] = {}
+        # Roots as last read, until the document changes: one edit of a case reads its history several times
+        # (to chain the new entry, to replay the workflow, to index the notes), and a peer's update is read to
+        # judge it (`view`) and again to index it, each a full read through Yrs (a record: about 30 us).
+        self._read: dict[str, tuple[Any, frozenset[str]]] = {}
 
     def change(self, edit: Callable[[DocumentChange], None]) -> bytes | None:
         """Run `edit` as one transaction; the update it produced, or None if it changed nothing."""
-        self._lists.clear()
+        self._read.clear()
         captured: list[bytes] = []
         # Observed for this one transaction only. pycrdt keeps an observer on the Rust side, with a reference back
         # to its document that Python's collector cannot see: a document observed for good is never freed, and a
@@ -152,7 +153,7 @@ class CrdtDocument:
                 edit(DocumentChange(self._roots))
         finally:
             self._doc.unobserve(subscription)
-            self._lists.clear()
+            self._read.clear()
         updates = [u for u in captured if u and u != b"\x00\x00"]
         if not updates:
             return None
@@ -164,7 +165,7 @@ class CrdtDocument:
         except (ValueError, RuntimeError) as exc:
             raise CrdtError("document update could not be decoded") from exc
         finally:
-            self._lists.clear()
+            self._read.clear()
 
     def encode_state(self) -> bytes:
         return bytes(self._doc.get_update())
@@ -191,30 +192,53 @@ class CrdtDocument:
         roots: dict[str, Any] = {}
         nested: dict[str, frozenset[str]] = {}
         for name in collections:
-            records = self._roots.map(name)
-            roots[name] = _as_json(records)
-            nested[name] = frozenset(k for k, v in records.items() if isinstance(v, pycrdt.Map))
+            roots[name], nested[name] = self._collection_read(name)
         for name in lists:
-            roots[name] = _as_json(self._roots.array(name))
+            roots[name] = self._list_read(name)
         return DocView(roots, nested)
 
     def records(self, collection: str) -> dict[str, Record]:
-        value = _as_json(self._roots.map(collection))
-        return {k: v for k, v in (value or {}).items() if isinstance(v, dict)}
+        value, _ = self._collection_read(collection)
+        return {k: _copied(v) for k, v in value.items() if isinstance(v, dict)}
 
     def record(self, collection: str, key: str) -> Record | None:
-        found = self._roots.map(collection).get(key)
-        if isinstance(found, pycrdt.Map):
-            value = _as_json(found)
-            return value if isinstance(value, dict) else None
-        return None
+        value, nested = self._collection_read(collection)
+        return _copied(value[key]) if key in nested and isinstance(value.get(key), dict) else None
 
     def items(self, list_name: str) -> list[Record]:
-        held = self._lists.get(list_name)
+        # The caller's own records: changing one changes nothing here.
+        return [dict(v) for v in self._list_read(list_name)]
+
+    def _collection_read(self, name: str) -> tuple[dict[str, Any], frozenset[str]]:
+        """A collection's content as plain values (shared: callers copy), and the keys whose value is a record."""
+        held = self._read.get("map:" + name)
         if held is None:
-            value = _as_json(self._roots.array(list_name)) or []
-            held = self._lists[list_name] = [v for v in value if isinstance(v, dict)]
-        return [dict(v) for v in held]  # the caller's own records: changing one changes nothing here
+            records = self._roots.map(name)
+            value = _as_json(records)
+            value = value if isinstance(value, dict) else {}
+            # A record is a nested map; a plain JSON object written as a value is not one, though it reads the same.
+            nested = frozenset(
+                k for k, v in value.items() if isinstance(v, dict) and isinstance(records.get(k), pycrdt.Map)
+            )
+            held = self._read["map:" + name] = (value, nested)
+        return held
+
+    def _list_read(self, name: str) -> list[Record]:
+        """A list's records as plain values (shared: callers copy); items that are not records are left out."""
+        held = self._read.get("list:" + name)
+        if held is None:
+            value = _as_json(self._roots.array(name)) or []
+            held = self._read["list:" + name] = ([v for v in value if isinstance(v, dict)], frozenset())
+        return held[0]
+
+
+def _copied(value: Any) -> Any:
+    """A JSON value's own copy, so a caller changing a record it read changes nothing kept here."""
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copied(v) for v in value]
+    return value
 
 
 class DocView:
@@ -222,7 +246,8 @@ class DocView:
 
     A peer's update is judged by comparing the document before and after it. Reading each state
     once into a view lets a batch of updates be tried on one trial document, each judged against
-    the previous one's view, instead of copying the whole CRDT for every update.
+    the previous one's view, instead of copying the whole CRDT for every update. What it returns is
+    shared with the document's own reads, so it is for reading only (the rules that judge an update).
     """
 
     def __init__(self, roots: dict[str, Any], nested: dict[str, frozenset[str]]) -> None:

@@ -612,6 +612,31 @@ def test_the_lists_read_are_read_again_after_any_change() -> None:
     assert other.items("history") == [{"n": 1}, {"n": 2}, {"n": 3}]  # a peer's update
 
 
+def test_the_records_read_follow_every_change_and_are_the_callers_own() -> None:
+    """Collections are read once per state of the document (a peer's update is judged, then indexed): the next
+    read after any change sees it, and a caller changing what it read changes nothing the document keeps."""
+    doc = CrdtDocument()
+    doc.change(lambda change: change.put_record("case", "main", {"status": "draft", "offences": ["fraud"]}))
+    main = doc.record("case", "main")
+    assert main == {"status": "draft", "offences": ["fraud"]}
+    main["status"] = "changed by a caller"
+    main["offences"].append("changed by a caller")
+    doc.records("case")["main"]["offences"].clear()
+    assert doc.record("case", "main") == {"status": "draft", "offences": ["fraud"]}
+    assert doc.view(("case",), ()).record("case", "main") == {"status": "draft", "offences": ["fraud"]}
+    doc.change(lambda change: change.put_record("case", "main", {"status": "sent"}))
+    assert doc.record("case", "main") == {"status": "sent", "offences": ["fraud"]}  # a local change
+    other = CrdtDocument()
+    other.apply(doc.encode_state())
+    assert other.records("case") == {"main": {"status": "sent", "offences": ["fraud"]}}
+    more = doc.change(lambda change: change.put_record("case", "second", {"status": "draft"}))
+    assert more is not None
+    other.apply(more)
+    assert set(other.records("case")) == {"main", "second"}  # a peer's update
+    assert other.record("case", "second") == {"status": "draft"}
+    assert other.record("case", "missing") is None
+
+
 def test_loaded_documents_are_bounded_by_their_size_too(tmp_path: Path) -> None:
     """A case grows for years: besides their number, the documents kept loaded are bounded by what they were
     built from, the least recently used going first; the one in use always stays."""
