@@ -534,7 +534,8 @@ class DocumentStore:
                     current = self._held(doc_id)
                     starts[doc_id] = current.crdt.encode_state() if current else None
                     trial = trials[doc_id] = _rebuilt(starts[doc_id], [])
-                    views[doc_id] = trial.view(*self.checked_roots)
+                    # A document new here (every case of an initial sync) reads as empty: nothing to read.
+                    views[doc_id] = trial.view(*self.checked_roots) if current else DocView({}, {})
                 try:
                     trial.apply(plain[entry])
                 except CrdtError as exc:
