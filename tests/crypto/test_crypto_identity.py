@@ -45,6 +45,29 @@ def test_malformed_key_or_signature_is_just_invalid(key: bytes, signature: bytes
         verify_signature(key, signature, b"data")
 
 
+IDENTITY_POINT = bytes([1]) + bytes(31)  # the neutral element of the curve, a point of order 1
+
+
+@pytest.mark.parametrize("message", [b"", b"data", b"request for assistance" * 100])
+def test_a_degenerate_key_verifies_nothing(message: bytes) -> None:
+    """Under a small-order public key, R = the neutral point and S = 0 satisfy the verification equation
+    for every message: a checker that accepts such keys lets whoever chose the key 'sign' anything without a
+    private key. libsodium (decision 0012) refuses small-order keys and R points."""
+    with pytest.raises(SignatureInvalid):
+        verify_signature(IDENTITY_POINT, IDENTITY_POINT + bytes(32), message)
+
+
+def test_a_non_canonical_signature_is_refused() -> None:
+    """S must be below the group order: S + L verifies under a lax checker (signature malleability)."""
+    identity = Identity.generate()
+    signature = identity.sign(b"data")
+    order = 2**252 + 27742317777372353535851937790883648493
+    s = int.from_bytes(signature[32:], "little") + order
+    malleated = signature[:32] + s.to_bytes(32, "little")
+    with pytest.raises(SignatureInvalid):
+        verify_signature(identity.public.sign_key, malleated, b"data")
+
+
 def test_secret_bytes_round_trip() -> None:
     identity = Identity.generate()
     secret = identity.secret_bytes()
