@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from crypto.card import CARD_PREFIX, ROLES, NodeCard, make_card, parse_card
 from crypto.errors import CardError
 from crypto.identity import Identity, verify_signature
+from crypto.node_id import node_id_from_keys
 
 IDENTITY = Identity.from_secret_bytes(bytes(range(64)))
 OTHER = Identity.from_secret_bytes(bytes(range(64, 128)))
@@ -98,6 +99,20 @@ def test_tampered_name_breaks_the_signature() -> None:
     tampered = CARD_PREFIX + b64url(body) + "." + CARD.rsplit(".", 1)[1]
     with pytest.raises(CardError, match="signature does not verify"):
         parse_card(tampered)
+
+
+def test_a_card_with_a_degenerate_signing_key_is_never_trusted() -> None:
+    """A node choosing the neutral point as its signing key could have one signature accepted for every message
+    by a lax checker (decision 0012), and deny whatever it signed. Its card, consistent in every other way (the ID
+    is the hash of its keys), does not verify."""
+    neutral = bytes([1]) + bytes(31)
+    payload = payload_of(CARD)
+    payload["sign_key"] = b64url(neutral)
+    payload["id"] = node_id_from_keys(neutral, IDENTITY.public.kx_key)
+    body = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    card = CARD_PREFIX + b64url(body) + "." + b64url(neutral + bytes(32))
+    with pytest.raises(CardError, match="signature does not verify"):
+        parse_card(card)
 
 
 def test_swapped_kx_key_does_not_match_the_id() -> None:
