@@ -439,7 +439,10 @@ class DocumentStore:
         try:
             with self._db.write(grouped=True) as db:
                 for entry in to_store:
-                    held = touched.get(entry.doc_id) or self._held(entry.doc_id) or _Held(CrdtDocument())
+                    held = touched.get(entry.doc_id) or self._held(entry.doc_id)
+                    if held is None:  # new here: its trial, when it had one, is the document (a pycrdt Doc costs)
+                        trial = trials.get(entry.doc_id)
+                        held = _Held(trial if trial is not None else CrdtDocument())
                     touched[entry.doc_id] = held
                     if entry.doc_id in trials:
                         held.crdt = trials[entry.doc_id]
