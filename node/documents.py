@@ -440,7 +440,7 @@ class DocumentStore:
             with self._db.write(grouped=True) as db:
                 for entry in to_store:
                     held = touched.get(entry.doc_id) or self._held(entry.doc_id)
-                    if held is None:  # new here: its trial, when it had one, is the document (a pycrdt Doc costs)
+                    if held is None:  # new here: its trial, when it had one, is the document (a new one costs)
                         trial = trials.get(entry.doc_id)
                         held = _Held(trial if trial is not None else CrdtDocument())
                     touched[entry.doc_id] = held
