@@ -8,7 +8,7 @@
     documents   --docs cases made as an officer makes them (`node.cases.create` on a real node,
                 whose counterpart is a trusted authority that never runs); a note added to every
                 NOTE_EVERY-th case and every SEND_EVERY-th case sent. Median time per create, note
-                and transition.
+                and transition; then a note on one case as it grows to 10, 50 and 200 notes.
     reopen      the node closed, then opened again in a fresh process (so its memory is its own):
                 time to open, a GET of cases not yet loaded (cold: rebuilt from snapshot and log)
                 and of the same cases again (warm), and the process's RSS growth after opening
@@ -58,6 +58,14 @@ GET_SAMPLE = 200  # cases read cold then warm after reopening
 STATUSES = ["draft", "sent", "acknowledged", "in_execution", "partially_executed", *FINAL]
 COUNTERPARTS = [f"node-{n}" for n in range(12)]
 WORDS = ["fraud", "casino", "vessel", "timber", "การฟอกเงิน", "ยาเสพติด", "ការលាងលុយ", "online scam", "gold"]
+# A long-running case: notes timed once it holds each of these many (up to --docs / 10), LONG_CASE_TIMED each.
+LONG_CASE_NOTES = (10, 50, 200)
+LONG_CASE_TIMED = 5
+LONG_NOTE = (
+    "Note {}: spoke with the counterpart's duty officer about the bank records of Zephyrine Holdings; they expect "
+    "the court order next week and will send the statements for 2023 and 2024 through the central authority. "
+    "ผู้ประสานงานแจ้งว่าจะส่งเอกสารภายในสัปดาห์หน้า. Follow up if nothing arrives by the deadline."
+)
 THAI_SUMMARY = "Laundering of proceeds through Zephyrine Holdings; การฟอกเงินผ่านบัญชีธนาคาร in Bangkok"
 
 
@@ -230,6 +238,7 @@ def documents(base: Path, docs: int) -> Path:
                 node.cases.transition(case_id, {"to": "sent"}, actor="bench")
                 sends.append(ms(time.perf_counter() - started))
         seconds = time.perf_counter() - started_all
+        long_case = note_cost_by_length(node, vn_id, [m for m in LONG_CASE_NOTES if m <= max(20, docs // 10)])
     finally:
         node.close()
     print(
@@ -240,7 +249,29 @@ def documents(base: Path, docs: int) -> Path:
     print(f"  create                {median_ms(creates)}")
     print(f"  note                  {median_ms(notes)}")
     print(f"  transition (sent)     {median_ms(sends)}", flush=True)
+    for held, times in long_case.items():
+        print(f"  note, case of {held:>3} notes {median_ms(times)}", flush=True)
     return home
+
+
+def note_cost_by_length(node: Node, counterpart: str, lengths: list[int]) -> dict[int, list[float]]:
+    """The time of a note on one case as its history grows: LONG_CASE_TIMED notes timed once the case holds each
+    of `lengths` notes. A note re-indexes the case (its search text holds every note), so this shows whether a
+    note costs more on a case that has run for years."""
+    case_id = node.cases.create(new_case(counterpart, 0), actor="bench")["id"]
+    held = 0
+    timed: dict[int, list[float]] = {}
+    for length in lengths:
+        while held < length:
+            node.cases.add_note(case_id, {"text": LONG_NOTE.format(held)}, actor="bench")
+            held += 1
+        timed[length] = []
+        for _ in range(LONG_CASE_TIMED):
+            started = time.perf_counter()
+            node.cases.add_note(case_id, {"text": LONG_NOTE.format(held)}, actor="bench")
+            timed[length].append(ms(time.perf_counter() - started))
+            held += 1
+    return timed
 
 
 def reopen(home: Path, sample: int) -> dict[str, Any]:
