@@ -537,8 +537,10 @@ class DocumentStore:
                     current = self._held(doc_id)
                     starts[doc_id] = current.crdt.encode_state() if current else None
                     trial = trials[doc_id] = _rebuilt(starts[doc_id], [])
-                    # A document new here (every case of an initial sync) reads as empty: nothing to read.
-                    views[doc_id] = trial.view(*self.checked_roots) if current else DocView({}, {})
+                    # The document as it stands, read from the one held (whose last read is kept: usually the view
+                    # that judged its previous update), not from the trial, a copy that would be read afresh. One new
+                    # here (every case of an initial sync) reads as empty: nothing to read.
+                    views[doc_id] = current.crdt.view(*self.checked_roots) if current else DocView({}, {})
                 try:
                     trial.apply(plain[entry])
                 except CrdtError as exc:
