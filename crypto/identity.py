@@ -113,7 +113,7 @@ def verify_signature(sign_key: bytes, signature: bytes, data: bytes) -> None:
     so callers have one failure to handle and an attacker learns nothing from which one it was.
 
     Checked by libsodium (PyNaCl) rather than OpenSSL: the same Ed25519 (RFC 8032), in about half the
-    time on our machines (64 against 128 us), and a node catching up checks several signatures per case
+    time on our machines (64 to 90 against 128 us), and a node catching up checks several signatures per case
     (decision 0012). libsodium is also the stricter of the two: it refuses small-order keys and points,
     which no honest signer produces. Signing stays with `cryptography`, which holds the private key.
     """

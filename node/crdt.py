@@ -138,11 +138,12 @@ class CrdtDocument:
         # Roots as last read, until the document changes: one edit of a case reads its history several times
         # (to chain the new entry, to replay the workflow, to index the notes), and a peer's update is read to
         # judge it (`view`) and again to index it, each a full read through Yrs (a record: about 30 us).
-        self._read: dict[str, tuple[Any, frozenset[str]]] = {}
+        self._collections_read: dict[str, tuple[dict[str, Any], frozenset[str]]] = {}
+        self._lists_read: dict[str, list[Record]] = {}
 
     def change(self, edit: Callable[[DocumentChange], None]) -> bytes | None:
         """Run `edit` as one transaction; the update it produced, or None if it changed nothing."""
-        self._read.clear()
+        self._forget_reads()
         captured: list[bytes] = []
         # Observed for this one transaction only. pycrdt keeps an observer on the Rust side, with a reference back
         # to its document that Python's collector cannot see: a document observed for good is never freed, and a
@@ -153,7 +154,7 @@ class CrdtDocument:
                 edit(DocumentChange(self._roots))
         finally:
             self._doc.unobserve(subscription)
-            self._read.clear()
+            self._forget_reads()
         updates = [u for u in captured if u and u != b"\x00\x00"]
         if not updates:
             return None
@@ -165,7 +166,11 @@ class CrdtDocument:
         except (ValueError, RuntimeError) as exc:
             raise CrdtError("document update could not be decoded") from exc
         finally:
-            self._read.clear()
+            self._forget_reads()
+
+    def _forget_reads(self) -> None:
+        self._collections_read.clear()
+        self._lists_read.clear()
 
     def encode_state(self) -> bytes:
         return bytes(self._doc.get_update())
@@ -211,7 +216,7 @@ class CrdtDocument:
 
     def _collection_read(self, name: str) -> tuple[dict[str, Any], frozenset[str]]:
         """A collection's content as plain values (shared: callers copy), and the keys whose value is a record."""
-        held = self._read.get("map:" + name)
+        held = self._collections_read.get(name)
         if held is None:
             records = self._roots.map(name)
             value = _as_json(records)
@@ -220,16 +225,16 @@ class CrdtDocument:
             nested = frozenset(
                 k for k, v in value.items() if isinstance(v, dict) and isinstance(records.get(k), pycrdt.Map)
             )
-            held = self._read["map:" + name] = (value, nested)
+            held = self._collections_read[name] = (value, nested)
         return held
 
     def _list_read(self, name: str) -> list[Record]:
         """A list's records as plain values (shared: callers copy); items that are not records are left out."""
-        held = self._read.get("list:" + name)
+        held = self._lists_read.get(name)
         if held is None:
             value = _as_json(self._roots.array(name)) or []
-            held = self._read["list:" + name] = ([v for v in value if isinstance(v, dict)], frozenset())
-        return held[0]
+            held = self._lists_read[name] = [v for v in value if isinstance(v, dict)]
+        return held
 
 
 def _copied(value: Any) -> Any:

@@ -439,13 +439,13 @@ class DocumentStore:
         try:
             with self._db.write(grouped=True) as db:
                 for entry in to_store:
+                    trial = trials.get(entry.doc_id)
                     held = touched.get(entry.doc_id) or self._held(entry.doc_id)
-                    if held is None:  # new here: its trial, when it had one, is the document (a new one costs)
-                        trial = trials.get(entry.doc_id)
+                    if held is None:  # new here: its trial, if it had one, is the document (a new one costs)
                         held = _Held(trial if trial is not None else CrdtDocument())
                     touched[entry.doc_id] = held
-                    if entry.doc_id in trials:
-                        held.crdt = trials[entry.doc_id]
+                    if trial is not None:
+                        held.crdt = trial
                     else:
                         held.crdt.apply(plain[entry])
                     held.versions[entry.author] = entry.seq_to
