@@ -11,7 +11,6 @@ SQL only narrows the candidates with indexed conditions that are true of every c
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -71,7 +70,10 @@ ATTACHMENT_COLUMNS: Final = (
 
 # Trigrams cannot match a term shorter than three characters: such terms are matched with LIKE instead.
 _TRIGRAM: Final = 3
-_FTS_TEXT_COLUMNS: Final = ("reference", "counterpart_reference", "summary", "notes", "attachments")
+# A search row's number is its case's `search_key` shifted left by _SHIFT, plus 0 for the case's head (references,
+# summary, attachment names) or 1, 2, ... for its notes in the order they were indexed (`migrations._v8`).
+_SHIFT: Final = 20
+_LAST_NOTE: Final = (1 << _SHIFT) - 1
 _ORDER: Final = "ORDER BY (urgency IS 'urgent') DESC, last_action_at DESC, case_id"
 _FEW: Final = 500  # matches of a text search up to which its cases are looked up by key, not walked in list order
 _NOT_FINAL: Final = f"status NOT IN ({', '.join(repr(s) for s in FINAL)})"
@@ -101,33 +103,45 @@ class Reminders:
     nearing_days: int = 7
 
 
+@dataclass(frozen=True)
+class _Text:
+    """What the commit will do to one case's search rows: immutable, so a unit of work that rolls back puts the
+    one it replaced back."""
+
+    wipe: bool = False  # the case's rows on disk go first (it was removed, or its legacy row is replaced)
+    head: str | None = None  # the head row's new text; None leaves it as it is (or gone, after a wipe)
+    notes: tuple[tuple[str, str], ...] = ()  # (history entry id, text) of the note rows to add
+
+
 class CaseIndex:
     """Reads of the case projection; the write paths are `upsert` and `remove`, inside the caller's transaction.
 
     A case's search text is written when the transaction commits (`Database.before_commit`), not in the unit of
     work that changed the case: FTS5 turns what it holds in memory into a new index segment at every savepoint,
     so writing it per unit made one segment per case and most of the cost of indexing a case was merging them.
+    Each note is a search row of its own, written once: a note costs the same to index whatever the case's length.
     """
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        # Search rows to write at the commit: FTS rowid -> (case id, *its text columns), or None to delete the row.
-        self._fts_pending: dict[int, tuple[str, ...] | None] = {}
-        fts_sql = db.query("SELECT sql FROM sqlite_master WHERE name = 'cases_fts'")[0]["sql"]
+        # What to write at the commit, by case `search_key`.
+        self._text_pending: dict[int, _Text] = {}
+        fts_sql = db.query("SELECT sql FROM sqlite_master WHERE name = 'case_text'")[0]["sql"]
         # The migration fell back to a word tokenizer only on builds without trigram: there a term matches words
         # starting with it, not any substring.
         self._trigram = "trigram" in fts_sql
-        db.create_function("case_search_row", 1, _search_row)
 
     def upsert(
         self,
         db: sqlite_utils.Database,
         row: Mapping[str, Any],
         *,
-        notes: Sequence[str],
+        notes: Sequence[tuple[str, str]],
         attachments: Sequence[Mapping[str, Any]],
     ) -> None:
         """Replace everything indexed about one case (its row, its search text, its attachments).
+
+        `notes` are (history entry id, text), every note of the case: those not indexed yet get a row each.
 
         Takes the caller's `sqlite_utils.Database` because it runs inside the transaction that stores the
         document change: the projection commits with the change or not at all. An attachment whose blob this
@@ -147,15 +161,22 @@ class CaseIndex:
         # Only what changed is written: a note moves `last_action_at` and nothing else, and an UPDATE touches only
         # the indexes of the columns it sets. Compared with the row on disk, not with a copy kept in memory, which
         # a rolled-back group commit would leave wrong.
-        cursor = db.execute(f"SELECT {', '.join(CASE_COLUMNS)} FROM cases WHERE case_id = ?", (case_id,))
+        cursor = db.execute(f"SELECT {', '.join(CASE_COLUMNS)}, search_key FROM cases WHERE case_id = ?", (case_id,))
         stored = cursor.fetchone()
         if stored is None:
+            # Keys are never taken back from a case while it is indexed: only a removed case's key can be given again,
+            # and its rows are wiped at the commit before the new case's are written (`_Text.wipe`).
+            last = db.execute("SELECT max(search_key) FROM cases").fetchone()[0]
+            values["search_key"] = key = (last or 0) + 1
             db.execute(
-                f"INSERT INTO cases ({', '.join(CASE_COLUMNS)}) VALUES ({', '.join(':' + c for c in CASE_COLUMNS)})",
+                f"INSERT INTO cases ({', '.join(values)}) VALUES ({', '.join(':' + c for c in values)})",
                 values,
             )
         else:
-            changed = [c for c, old in zip(CASE_COLUMNS, stored, strict=True) if c != "updated_at" and old != values[c]]
+            key = stored[-1]
+            changed = [
+                c for c, old in zip(CASE_COLUMNS, stored[:-1], strict=True) if c != "updated_at" and old != values[c]
+            ]
             if changed:
                 db.execute(
                     f"UPDATE cases SET {', '.join(f'{c} = :{c}' for c in (*changed, 'updated_at'))} "
@@ -163,20 +184,15 @@ class CaseIndex:
                     values,
                 )
 
-        rowid = _fts_rowid(case_id)
-        text = (
-            case_id,
-            values["reference"] or "",
-            values["counterpart_reference"] or "",
-            values["summary"] or "",
-            "\n".join(notes),
-            "\n".join(str(a.get("name") or "") for a in attachments),
+        head = "\n".join(
+            [
+                values["reference"] or "",
+                values["counterpart_reference"] or "",
+                values["summary"] or "",
+                *(str(a.get("name") or "") for a in attachments),
+            ]
         )
-        current = self._fts_row(db, rowid)
-        if current is not None and current[0] != case_id:  # two case ids whose hashes agree on 64 bits: never seen
-            raise ValueError(f"search index slot of case {case_id} is taken by case {current[0]}")
-        if current != text:  # re-tokenising a case's every note costs: only if new
-            self._queue_fts(rowid, text)
+        self._index_text(db, key, head, notes)
 
         records: list[dict[str, Any]] = []
         for attachment in attachments:
@@ -212,43 +228,86 @@ class CaseIndex:
 
     def remove(self, db: sqlite_utils.Database, case_id: str) -> None:
         """Drop a case from the projection (its keys are being destroyed): row, search text, attachments."""
+        found = db.execute("SELECT search_key FROM cases WHERE case_id = ?", (case_id,)).fetchone()
         db.execute("DELETE FROM cases WHERE case_id = ?", (case_id,))
         db.execute("DELETE FROM case_attachments WHERE case_id = ?", (case_id,))
-        rowid = _fts_rowid(case_id)
-        current = self._fts_row(db, rowid)
-        if current is not None and current[0] == case_id:
-            self._queue_fts(rowid, None)
+        if found is not None:
+            self._queue_text(found[0], _Text(wipe=True))
 
-    def _fts_row(self, db: sqlite_utils.Database, rowid: int) -> tuple[str, ...] | None:
-        """A search row as it will be once the transaction commits: queued, else on disk."""
-        if rowid in self._fts_pending:
-            return self._fts_pending[rowid]
-        held = db.execute(f"SELECT case_id, {', '.join(_FTS_TEXT_COLUMNS)} FROM cases_fts WHERE rowid = ?", (rowid,))
-        row = held.fetchone()
-        return None if row is None else tuple(row)
+    def _index_text(self, db: sqlite_utils.Database, key: int, head: str, notes: Sequence[tuple[str, str]]) -> None:
+        """Queue the search rows a case lacks: its head if it changed, a row for each note not indexed yet."""
+        pending = self._text_pending.get(key)
+        held_head: str | None = None
+        held: set[str] = set()
+        if pending is None or not pending.wipe:
+            base = key << _SHIFT
+            rows = db.execute(
+                "SELECT rowid, entry, iif(rowid = ?, text, NULL) FROM case_text WHERE rowid BETWEEN ? AND ?",
+                (base, base, base + _LAST_NOTE),
+            )
+            for rowid, entry, text in rows:
+                if rowid == base:
+                    held_head = text
+                else:
+                    held.add(entry)
+        if pending is not None:
+            held_head = pending.head if pending.head is not None else held_head
+            held.update(entry for entry, _ in pending.notes)
+        if held - {entry for entry, _ in notes}:
+            # Rows of notes the case no longer has (history only grows, so: the one row of all its notes that the
+            # upgrade made): the case's rows are written again, a row per note, this once.
+            self._queue_text(key, _Text(wipe=True, head=head, notes=tuple(notes)))
+            return
+        new_notes = tuple(note for note in notes if note[0] not in held)
+        if held_head != head or new_notes:
+            self._queue_text(key, _Text(head=head if held_head != head else None, notes=new_notes))
 
-    def _queue_fts(self, rowid: int, text: tuple[str, ...] | None) -> None:
-        was_queued, previous = rowid in self._fts_pending, self._fts_pending.get(rowid)
-        self._fts_pending[rowid] = text
+    def _queue_text(self, key: int, change: _Text) -> None:
+        """Add `change` to what the commit writes for case `key` (a wipe drops what was queued before it)."""
+        previous = self._text_pending.get(key)
+        if previous is not None and not change.wipe:
+            change = _Text(
+                wipe=previous.wipe,
+                head=change.head if change.head is not None else previous.head,
+                notes=previous.notes + change.notes,
+            )
+        self._text_pending[key] = change
 
         def take_back() -> None:
-            if was_queued:
-                self._fts_pending[rowid] = previous
+            if previous is None:
+                self._text_pending.pop(key, None)
             else:
-                self._fts_pending.pop(rowid, None)
+                self._text_pending[key] = previous
 
         self._db.on_unit_abort(take_back)
-        if len(self._fts_pending) == 1:
-            self._db.on_abort(self._fts_pending.clear)
-        self._db.before_commit("cases_fts", self._write_fts)
+        if len(self._text_pending) == 1:
+            self._db.on_abort(self._text_pending.clear)
+        self._db.before_commit("case_text", self._write_text)
 
-    def _write_fts(self, db: sqlite_utils.Database) -> None:
-        pending, self._fts_pending = self._fts_pending, {}
-        insert = f"INSERT INTO cases_fts (rowid, case_id, {', '.join(_FTS_TEXT_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)"
-        for rowid, text in pending.items():
-            db.execute("DELETE FROM cases_fts WHERE rowid = ?", (rowid,))
-            if text is not None:
-                db.execute(insert, (rowid, *text))
+    def _write_text(self, db: sqlite_utils.Database) -> None:
+        pending, self._text_pending = self._text_pending, {}
+        insert = "INSERT INTO case_text (rowid, entry, text) VALUES (?, ?, ?)"
+        for key, change in pending.items():
+            base = key << _SHIFT
+            if change.wipe:
+                db.execute("DELETE FROM case_text WHERE rowid BETWEEN ? AND ?", (base, base + _LAST_NOTE))
+            if change.head is not None:
+                if not change.wipe:
+                    db.execute("DELETE FROM case_text WHERE rowid = ?", (base,))
+                db.execute(insert, (base, "", change.head))
+            if change.notes:
+                last = (
+                    None
+                    if change.wipe
+                    else db.execute(
+                        "SELECT rowid FROM case_text WHERE rowid BETWEEN ? AND ? ORDER BY rowid DESC LIMIT 1",
+                        (base + 1, base + _LAST_NOTE),
+                    ).fetchone()
+                )
+                first = last[0] - base + 1 if last else 1
+                # Past a million notes in one case, the rest are not searchable: no case comes near it.
+                for seq, (entry, text) in enumerate(change.notes[: _LAST_NOTE + 1 - first], start=first):
+                    db.execute(insert, (base + seq, entry, text))
 
     def get(self, case_id: str) -> dict[str, Any] | None:
         rows = self._db.query("SELECT * FROM cases WHERE case_id = ?", (case_id,))
@@ -268,7 +327,7 @@ class CaseIndex:
         """
         if f.limit <= 0:
             return []
-        if f.q and self._fts_pending:
+        if f.q and self._text_pending:
             self._db.flush_before_commit()  # the search text of what this loop turn changed, before it is searched
         where, params = self._where(f, today, reminders)
         sql = f"SELECT * FROM cases WHERE {' AND '.join(where) or '1'} {_ORDER} LIMIT ? OFFSET ?"
@@ -356,19 +415,9 @@ class CaseIndex:
             where.append("+case_id IN (SELECT case_id FROM case_officers WHERE username = ?)")
             params.append(f.officer)
         if f.q is not None and f.q.strip():
-            match, likes, like_params = self._text_conditions(f.q)
-            conditions = " AND ".join((["cases_fts MATCH ?"] if match else []) + likes)
-            text_params = ([match] if match else []) + like_params
-            few = self._db.rows(f"SELECT case_id FROM cases_fts WHERE {conditions} LIMIT ?", (*text_params, _FEW + 1))
-            if len(few) <= _FEW:
-                # A rare term: its cases, found by their keys.
-                where.append(f"case_id IN ({', '.join('?' for _ in few) or 'NULL'})")
-                params.extend(row[0] for row in few)
-            else:
-                # A common term: walk the list in order and stop at a full page, checking each case against the
-                # matching search rows by row number (reading every match's case_id would cost more than the walk).
-                where.append(f"case_search_row(case_id) IN (SELECT rowid FROM cases_fts WHERE {conditions})")
-                params.extend(text_params)
+            text_where, text_params = self._text_conditions(f.q)
+            where.extend(text_where)
+            params.extend(text_params)
         return where, params
 
     def _narrowest(self, given: Mapping[str, Any]) -> str | None:
@@ -382,24 +431,48 @@ class CaseIndex:
         }
         return min(sizes, key=lambda column: sizes[column])
 
-    def _text_conditions(self, q: str) -> tuple[str | None, list[str], list[Any]]:
-        """Turn what an officer typed into an FTS query that cannot be a syntax error.
+    def _text_conditions(self, q: str) -> tuple[list[str], list[Any]]:
+        """Conditions on `cases` for what an officer typed: every whitespace-separated term must be found in some
+        search row of the case (its head or any note), and no term can be an FTS syntax error.
 
-        Each whitespace-separated term is quoted as a phrase (so `AND`, `*`, `NEAR(` and quotes are just text)
-        and all terms must match. Terms too short for a trigram are matched with LIKE over the same columns.
+        Each term is quoted as an FTS phrase (so `AND`, `*`, `NEAR(` and quotes are just text); a term too short
+        for a trigram is matched with LIKE. When the terms' cases are few they are found first and looked up by
+        key; when they are many, the list is walked in order and each case checked against each term's matches.
         """
-        phrases: list[str] = []
-        likes: list[str] = []
-        like_params: list[Any] = []
+        matched: list[tuple[str, str]] = []  # (condition on case_text, its parameter), one per term
+        short: list[str] = []  # LIKE patterns
         for term in q.split():
             if len(term) >= _TRIGRAM or not self._trigram:
                 phrase = '"' + term.replace('"', '""') + '"'
-                phrases.append(phrase if self._trigram else phrase + " *")
+                matched.append(("case_text MATCH ?", phrase if self._trigram else phrase + " *"))
             else:
-                pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-                likes.append("(" + " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in _FTS_TEXT_COLUMNS) + ")")
-                like_params.extend([pattern] * len(_FTS_TEXT_COLUMNS))
-        return (" ".join(phrases) or None), likes, like_params
+                short.append("%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        like = "text LIKE ? ESCAPE '\\'"
+        where: list[str] = []
+        params: list[Any] = []
+        if matched:
+            # Short terms are then checked only on the cases the others found, row by row of each case.
+            for pattern in short:
+                where.append(
+                    f"EXISTS (SELECT 1 FROM case_text WHERE rowid BETWEEN search_key << {_SHIFT} "
+                    f"AND (search_key << {_SHIFT}) + {_LAST_NOTE} AND {like})"
+                )
+                params.append(pattern)
+        else:
+            matched = [(like, pattern) for pattern in short]
+        per_term = [f"SELECT rowid >> {_SHIFT} FROM case_text WHERE {condition}" for condition, _ in matched]
+        terms = [param for _, param in matched]
+        found = " INTERSECT ".join(per_term)
+        few = self._db.rows(f"SELECT DISTINCT * FROM ({found}) LIMIT ?", (*terms, _FEW + 1))
+        if len(few) <= _FEW:
+            # Rare terms: their cases, found by their keys.
+            where.append(f"search_key IN ({', '.join('?' for _ in few) or 'NULL'})")
+            params.extend(row[0] for row in few)
+        else:
+            # Common terms: walk the list in order and stop at a full page; SQLite reads each term's matches once.
+            where.extend(f"search_key IN ({sql})" for sql in per_term)
+            params.extend(terms)
+        return where, params
 
 
 def ageing(row: Mapping[str, Any], today: date) -> dict[str, Any]:
@@ -446,24 +519,6 @@ def reasons(row: Mapping[str, Any], today: date, reminders: Reminders) -> list[s
     if reminded is not None and (changed is None or reminded > changed):
         found.append("reminder_received")
     return found
-
-
-def _fts_rowid(case_id: str) -> int:
-    """The search row of a case, derived from its id: stable across VACUUM (unlike the implicit rowid of
-    `cases`), and found without scanning the FTS table (its `case_id` column cannot be indexed)."""
-    return (
-        int(case_id[2:])
-        if case_id.startswith("C-")
-        else int.from_bytes(hashlib.sha256(case_id.encode()).digest()[:8], "big", signed=True)
-    )
-
-
-def _search_row(case_id: Any) -> int | None:
-    """`_fts_rowid` as an SQL function: never raises (an exception in SQL would fail the whole query)."""
-    try:
-        return _fts_rowid(str(case_id))
-    except ValueError:
-        return None
 
 
 def _day(value: Any) -> date | None:

@@ -368,7 +368,11 @@ class Cases:
             state = self._state(doc_id, doc, roles)
         except HistoryInvalid:
             return  # not created yet (a partial catch-up); indexed once the creation arrives
-        notes = [str(e.get("text", "")) for e in doc.items(HISTORY) if e.get("type") in ("note", "reminder")]
+        notes = [
+            (str(e.get("id")), str(e.get("text", "")))
+            for e in doc.items(HISTORY)
+            if e.get("type") in ("note", "reminder")
+        ]
         attachments = [
             {
                 "attachment_id": str(a.get("id")),

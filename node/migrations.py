@@ -5,6 +5,8 @@ once released: fixes come as a new migration, so every node walks the same path 
 earlier schema (tested from each one), and a node refuses to open a schema newer than it knows.
 """
 
+import contextlib
+import re
 import sqlite3
 from collections.abc import Callable
 from typing import Final
@@ -312,6 +314,40 @@ def _v7_membership(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v8_search_rows(db: sqlite_utils.Database) -> None:
+    """Search text split into rows: a case's head (references, summary, attachment names) and one row per note.
+
+    One row per case made every note re-tokenise all the case's notes, so a case that runs for years slowed each
+    note added to it. A note's row is written once and never rewritten (`node.case_index`). A row's number says
+    whose it is: the case's `search_key` shifted left by 20 bits, plus 0 for the head and 1, 2, ... for notes.
+    The old text moves over as a head row and one "legacy" row of all the notes, replaced by per-note rows the
+    next time the case changes, so search finds the same cases before and after the upgrade.
+    """
+    fts_sql = db.execute("SELECT sql FROM sqlite_master WHERE name = 'cases_fts'").fetchone()[0]
+    tokenizer = re.search(r"tokenize\s*=\s*'([^']*)'", fts_sql)
+    if tokenizer is None:
+        raise RuntimeError("the search table of this database names no tokenizer")
+    db.execute(f"CREATE VIRTUAL TABLE case_text USING fts5(entry UNINDEXED, text, tokenize = '{tokenizer[1]}')")
+    # A deleted row leaves no trace in the index (SQLite 3.42+): a shredded case's words must not stay readable
+    # in old index segments. Affordable now that rows are deleted only when a case's head changes or it goes.
+    with contextlib.suppress(sqlcipher3.OperationalError, sqlite3.OperationalError):
+        db.execute("INSERT INTO case_text (case_text, rank) VALUES ('secure-delete', 1)")
+    db.execute("ALTER TABLE cases ADD COLUMN search_key INTEGER")
+    db.execute("UPDATE cases SET search_key = rowid")
+    db.execute("CREATE UNIQUE INDEX cases_search_key ON cases(search_key)")
+    columns = ("reference", "counterpart_reference", "summary", "attachments")
+    head = " || char(10) || ".join(f"coalesce(f.{c}, '')" for c in columns)
+    db.execute(
+        f"INSERT INTO case_text (rowid, entry, text) SELECT c.search_key << 20, '', {head} "
+        "FROM cases_fts f JOIN cases c ON c.case_id = f.case_id"
+    )
+    db.execute(
+        "INSERT INTO case_text (rowid, entry, text) SELECT (c.search_key << 20) + 1, '*', f.notes "
+        "FROM cases_fts f JOIN cases c ON c.case_id = f.case_id WHERE f.notes != ''"
+    )
+    db.execute("DROP TABLE cases_fts")
+
+
 Migration = Callable[[sqlite_utils.Database], None]
 
 MIGRATIONS: Final[tuple[Migration, ...]] = (
@@ -322,6 +358,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v5_invitations,
     _v6_officers,
     _v7_membership,
+    _v8_search_rows,
 )
 
 LATEST_VERSION: Final[int] = len(MIGRATIONS)

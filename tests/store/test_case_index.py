@@ -9,6 +9,7 @@ would pick; a node with 100,000 cases still answers from indexes.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import random
 import time
@@ -87,7 +88,16 @@ def put(
     attachments: tuple[dict[str, Any], ...] = (),
 ) -> None:
     with db.write() as w:
-        index.upsert(w, row, notes=notes, attachments=attachments)
+        index.upsert(w, row, notes=entries(notes), attachments=attachments)
+
+
+def entries(notes: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Notes as the history gives them: (entry id, text), the id derived from the text as a hash would be."""
+    return [(hashlib.sha256(text.encode()).hexdigest(), text) for text in notes]
+
+
+def search_rows(db: Database) -> int:
+    return int(db.query("SELECT count(*) AS n FROM case_text")[0]["n"])
 
 
 def ids(rows: list[dict[str, Any]]) -> list[str]:
@@ -103,8 +113,8 @@ def find(index: CaseIndex, **criteria: Any) -> list[str]:
 
 def test_new_database_has_the_case_tables(db: Database) -> None:
     assert db.schema_version() == LATEST_VERSION == len(MIGRATIONS)
-    assert {"case_keys", "cases", "cases_fts", "case_attachments"} <= set(db.db.table_names())
-    fts = db.query("SELECT sql FROM sqlite_master WHERE name = 'cases_fts'")[0]["sql"]
+    assert {"case_keys", "cases", "case_text", "case_attachments"} <= set(db.db.table_names())
+    fts = db.query("SELECT sql FROM sqlite_master WHERE name = 'case_text'")[0]["sql"]
     assert "trigram" in fts  # this build has it: the unicode61 fallback is for builds that do not
     indexes = {r["name"] for r in db.query("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {
@@ -115,6 +125,7 @@ def test_new_database_has_the_case_tables(db: Database) -> None:
         "cases_last_action_at",
         "case_attachments_have",
         "case_attachments_case_id",
+        "cases_search_key",
     } <= indexes
 
 
@@ -140,6 +151,46 @@ def test_a_version_1_database_is_migrated_and_keeps_its_data(
     new.close()
 
 
+def test_search_text_of_one_row_per_case_moves_to_a_row_per_note(
+    tmp_path: Path, key: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version 7 database kept all of a case's notes in one search row: after the upgrade the same searches
+    find the same cases, and the case's next change replaces that row by one row per note."""
+    monkeypatch.setattr(node.storage, "MIGRATIONS", MIGRATIONS[:7])
+    monkeypatch.setattr(node.storage, "LATEST_VERSION", 7)
+    old = Database(tmp_path / "node.db", key)
+    with old.write() as w:
+        for case_id, summary, notes in (
+            ("C-1", "Seizure of a fishing vessel", "Called the harbour master\nThe vessel was boarded"),
+            ("C-2", "Freezing of accounts", ""),
+        ):
+            w.execute("INSERT INTO cases (case_id, doc_id, status) VALUES (?, ?, 'sent')", (case_id, f"doc-{case_id}"))
+            w.execute(
+                "INSERT INTO cases_fts (rowid, case_id, reference, counterpart_reference, summary, notes, attachments) "
+                "VALUES (?, ?, ?, '', ?, ?, 'warrant.pdf')",
+                (int(case_id[2:]), case_id, f"TH/{case_id}", summary, notes),
+            )
+    old.close()
+    monkeypatch.undo()
+
+    new = Database(tmp_path / "node.db", key)
+    index = CaseIndex(new)
+    assert "cases_fts" not in new.db.table_names()
+    assert find(index, q="harbour boarded") == ["C-1"]
+    assert sorted(find(index, q="warrant")) == ["C-1", "C-2"]
+    assert find(index, q="TH/C-2 accounts") == ["C-2"]
+    assert search_rows(new) == 3  # two heads, and C-1's notes in one row
+
+    put(new, index, quiet("C-1", summary="Seizure of a fishing vessel"), notes=("Called the harbour master",))
+    assert new.query("SELECT entry FROM case_text WHERE entry != '' ORDER BY rowid") == [
+        {"entry": entries(("Called the harbour master",))[0][0]}
+    ]
+    assert find(index, q="harbour") == ["C-1"] and find(index, q="boarded") == []
+    put(new, index, quiet("C-3", summary="A new case after the upgrade"))
+    assert find(index, q="upgrade") == ["C-3"]
+    new.close()
+
+
 # --- upsert --------------------------------------------------------------------------------------------------------
 
 
@@ -148,9 +199,9 @@ def test_upsert_replaces_the_row_and_the_search_text(db: Database, index: CaseIn
     put(db, index, quiet("C-1", summary="Freezing of accounts", status="in_execution"), notes=("second note",))
 
     assert db.query("SELECT count(*) AS n FROM cases")[0]["n"] == 1
-    assert db.query("SELECT count(*) AS n FROM cases_fts")[0]["n"] == 1
+    assert search_rows(db) == 2  # the head and the one note the case has
     assert find(index, q="vessel") == []
-    assert find(index, q="first") == []
+    assert find(index, q="first") == []  # not a note of the case any more: its rows were written again
     assert find(index, q="accounts") == ["C-1"]
     assert find(index, q="second") == ["C-1"]
     case = index.get("C-1")
@@ -201,10 +252,10 @@ def test_upsert_writes_only_what_changed(db: Database, index: CaseIndex) -> None
 
 def test_upsert_in_a_failed_transaction_leaves_nothing(db: Database, index: CaseIndex) -> None:
     with pytest.raises(RuntimeError), db.write() as w:
-        index.upsert(w, quiet("C-1"), notes=["n"], attachments=[{"attachment_id": "a", "blob_id": "b"}])
+        index.upsert(w, quiet("C-1"), notes=entries(("n",)), attachments=[{"attachment_id": "a", "blob_id": "b"}])
         raise RuntimeError("the document change failed")
     assert index.get("C-1") is None
-    assert db.query("SELECT count(*) AS n FROM cases_fts")[0]["n"] == 0
+    assert search_rows(db) == 0
     assert index.attachments("C-1") == []
 
 
@@ -220,13 +271,13 @@ async def test_grouped_upserts_write_their_search_text_once_at_the_commit(db: Da
         index.upsert(w, quiet("C-9", summary="vessel undone"), notes=(), attachments=())
         index.upsert(w, quiet("C-1", summary="vessel renamed by the undone unit"), notes=(), attachments=())
         raise RuntimeError("the document change failed")
-    assert db.query("SELECT count(*) AS n FROM cases_fts")[0]["n"] == 0  # not yet: at the commit
+    assert search_rows(db) == 0  # not yet: at the commit
     assert sorted(find(index, q="vessel")) == ["C-1", "C-2", "C-3"]  # a search writes it first
     assert find(index, q="renamed") == [] and find(index, q="undone") == []
     with db.write(grouped=True) as w:
         index.upsert(w, quiet("C-2", summary="freezing of accounts"), notes=(), attachments=())
     await db.durable(mark)
-    assert db.query("SELECT count(*) AS n FROM cases_fts")[0]["n"] == 3
+    assert search_rows(db) == 3
     assert find(index, q="accounts") == ["C-2"] and sorted(find(index, q="vessel")) == ["C-1", "C-3"]
     db.stop_grouping()
 
@@ -243,8 +294,60 @@ def test_a_removed_case_leaves_no_search_text(db: Database, index: CaseIndex) ->
     with db.write() as w:
         index.remove(w, "C-1")
     assert index.get("C-1") is None and index.attachments("C-1") == []
-    assert db.query("SELECT case_id FROM cases_fts") == [{"case_id": "C-2"}]
+    assert search_rows(db) == 1  # C-2's head
     assert find(index, q="vessel") == ["C-2"]
+
+
+def test_a_note_is_indexed_once_whatever_the_length_of_its_case(db: Database, index: CaseIndex) -> None:
+    """Each note is a search row written once: adding one to a long case writes no more than adding one to a short
+    case (one search row for all the notes rewrote every note at every note)."""
+    notes = tuple(
+        f"hearing number {n} was adjourned by the court of first instance; counsel for the person sought asked for "
+        f"time to answer the supplementary evidence sent on day {n}"
+        for n in range(60)
+    )
+    put(db, index, quiet("C-1"), notes=notes[:1])
+    second = _changes(db, index, quiet("C-1"), notes[:2])
+    put(db, index, quiet("C-1"), notes=notes[:59])
+    sixtieth = _changes(db, index, quiet("C-1"), notes)
+    assert sixtieth == second
+    assert search_rows(db) == 1 + 60
+    assert find(index, q="number 59") == ["C-1"] and find(index, q="number 0") == ["C-1"]
+    # Notes arrive in any order (a peer's concurrent note lands before one of ours): each is still indexed once.
+    put(db, index, quiet("C-1"), notes=(notes[0], "a late note from the counterpart", *notes[1:]))
+    assert search_rows(db) == 1 + 61
+    assert find(index, q="late note") == ["C-1"]
+
+
+def test_every_term_is_found_in_some_row_of_the_same_case(db: Database, index: CaseIndex) -> None:
+    """A query's terms may sit in the summary and in different notes of one case; all of them must be in the case."""
+    put(db, index, quiet("C-1", summary="Timber smuggling"), notes=("Witness heard in Phnom Penh", "Bank replied"))
+    put(db, index, quiet("C-2", summary="Casino fraud"), notes=("Witness heard in Bangkok",))
+    assert find(index, q="timber witness") == ["C-1"]
+    assert find(index, q="penh replied smuggling") == ["C-1"]
+    assert sorted(find(index, q="witness heard")) == ["C-1", "C-2"]
+    assert find(index, q="timber bangkok") == []  # each term is in some case, never both in one
+    assert find(index, q="in casino") == ["C-2"]  # a short term (LIKE) in a note, a long one in the summary
+    assert sorted(find(index, q="Ba in")) == ["C-1", "C-2"]
+    assert find(index, q="zz timber") == []
+
+
+def test_a_removed_case_key_given_again_in_the_same_transaction_keeps_the_texts_apart(
+    db: Database, index: CaseIndex
+) -> None:
+    put(db, index, quiet("C-1", summary="Seizure of a vessel"), notes=("The vessel was boarded",))
+    with db.write() as w:
+        index.remove(w, "C-1")
+        index.upsert(
+            w, quiet("C-2", summary="Freezing of accounts"), notes=entries(("Accounts frozen",)), attachments=()
+        )
+    assert find(index, q="vessel") == [] and find(index, q="boarded") == []
+    assert find(index, q="frozen") == ["C-2"] and search_rows(db) == 2
+
+
+def test_search_rows_are_deleted_without_a_trace_in_the_index(db: Database) -> None:
+    """A shredded case's words must not stay in old index segments (FTS5's secure-delete)."""
+    assert db.query("SELECT v FROM case_text_config WHERE k = 'secure-delete'") == [{"v": 1}]
 
 
 def test_upsert_refuses_misnamed_columns(db: Database, index: CaseIndex) -> None:

@@ -115,7 +115,7 @@ def test_a_closed_case_past_retention_is_shredded_for_good(
     assert th.retention.shred_due() == [case_id]
 
     assert th.db.query("SELECT count(*) AS n FROM cases")[0]["n"] == 0
-    assert th.db.query("SELECT count(*) AS n FROM cases_fts")[0]["n"] == 0  # no plain text left in the search index
+    assert th.db.query("SELECT count(*) AS n FROM case_text")[0]["n"] == 0  # no plain text left in the search index
     assert th.db.query("SELECT count(*) AS n FROM doc_log WHERE doc_id = ?", (doc_id,))[0]["n"] == 0
     assert th.case_keys.cipher(doc_id) is None and not th.case_keys.has(doc_id)
     assert th.db.query("SELECT doc_key FROM case_keys WHERE doc_id = ?", (doc_id,))[0]["doc_key"] == b""
