@@ -256,8 +256,8 @@ def documents(base: Path, docs: int) -> Path:
 
 def note_cost_by_length(node: Node, counterpart: str, lengths: list[int]) -> dict[int, list[float]]:
     """The time of a note on one case as its history grows: LONG_CASE_TIMED notes timed once the case holds each
-    of `lengths` notes. A note re-indexes the case (its search text holds every note), so this shows whether a
-    note costs more on a case that has run for years."""
+    of `lengths` notes. A note is indexed as a search row of its own, so this shows whether a note still costs
+    more on a case that has run for years (the case's document and history checks grow with it)."""
     case_id = node.cases.create(new_case(counterpart, 0), actor="bench")["id"]
     held = 0
     timed: dict[int, list[float]] = {}

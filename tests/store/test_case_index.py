@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import random
 import time
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 
 import node.storage
-from node.case_index import _FEW, FINAL, CaseFilter, CaseIndex, Reminders, ageing, reasons
+from node.case_index import _FEW, _PROBED, FINAL, CaseFilter, CaseIndex, Reminders, ageing, reasons
 from node.migrations import LATEST_VERSION, MIGRATIONS
 from node.storage import Database
 
@@ -152,7 +153,7 @@ def test_a_version_1_database_is_migrated_and_keeps_its_data(
 
 
 def test_search_text_of_one_row_per_case_moves_to_a_row_per_note(
-    tmp_path: Path, key: bytes, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, key: bytes, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A version 7 database kept all of a case's notes in one search row: after the upgrade the same searches
     find the same cases, and the case's next change replaces that row by one row per note."""
@@ -173,7 +174,9 @@ def test_search_text_of_one_row_per_case_moves_to_a_row_per_note(
     old.close()
     monkeypatch.undo()
 
-    new = Database(tmp_path / "node.db", key)
+    with caplog.at_level(logging.INFO, logger="node.storage"):
+        new = Database(tmp_path / "node.db", key)
+    assert f"upgrading the database from schema 7 to {LATEST_VERSION}" in caplog.text  # the operator knows why
     index = CaseIndex(new)
     assert "cases_fts" not in new.db.table_names()
     assert find(index, q="harbour boarded") == ["C-1"]
@@ -780,3 +783,44 @@ def test_rare_and_common_terms_find_the_same_cases_in_list_order(db: Database, i
         assert [case_id for page in pages for case_id in page] == expected
         assert find(index, q=term, status="acknowledged", limit=5) == expected[:5]
     assert len(find(index, q="casino", limit=10_000)) > _FEW  # the walking path was taken
+
+
+def test_terms_in_different_rows_find_the_same_cases_by_every_path(db: Database, index: CaseIndex) -> None:
+    """Every way a query of several terms is answered gives the cases a plain reading would: a rare term's cases
+    checked case by case (up to `_PROBED`) or against a common term's matches read once, both terms common (the list
+    walked), and short terms (LIKE) with either."""
+    rng = random.Random(11)
+    texts: dict[str, str] = {}
+    with db.write() as w:
+        for n in range(_FEW + 150):
+            case_id = f"C-{n:04}"
+            notes = (
+                ["hearing on the casino accounts"] + [f"vessel number {n}"] * (n % 37 == 0) + ["ship"] * (n % 3 == 0)
+            )
+            summary = "timber" if n % 2 else "gold"
+            row = quiet(
+                case_id,
+                last_action_at=f"2025-0{rng.randint(1, 3)}-{rng.randint(10, 28)}T08:00:00+00:00",
+                summary=summary,
+            )
+            index.upsert(w, row, notes=entries(tuple(notes)), attachments=())
+            texts[case_id] = " ".join([summary, *notes])
+    assert (
+        len([t for t in texts.values() if "vessel" in t]) <= _PROBED < len([t for t in texts.values() if "ship" in t])
+    )
+    listed = ids(index.search(CaseFilter(limit=10_000), today=TODAY, reminders=REMINDERS))
+    for q in (
+        "vessel casino",
+        "casino vessel",
+        "vessel timber",
+        "ship gold",
+        "ship casino timber",
+        "gold ship ip",
+        "vessel go",
+        "casino hearing",  # both common: the list is walked
+        "casino ng",
+        "ng",
+    ):
+        expected = [c for c in listed if all(term in texts[c] for term in q.split())]
+        assert find(index, q=q, limit=10_000) == expected, q
+        assert find(index, q=q, limit=7, offset=3) == expected[3:10], q
