@@ -167,14 +167,14 @@ class CaseIndex:
         cursor = db.execute(f"SELECT {', '.join(CASE_COLUMNS)}, search_key FROM cases WHERE case_id = ?", (case_id,))
         stored = cursor.fetchone()
         if stored is None:
-            # Keys are never taken back from a case while it is indexed: only a removed case's key can be given again,
-            # and its rows are wiped at the commit before the new case's are written (`_Text.wipe`).
-            last = db.execute("SELECT max(search_key) FROM cases").fetchone()[0]
-            values["search_key"] = key = (last or 0) + 1
-            db.execute(
-                f"INSERT INTO cases ({', '.join(values)}) VALUES ({', '.join(':' + c for c in values)})",
+            # SQLite gives the key (the row number). A key is never taken back from a case while it is indexed: only
+            # a removed case's can be given again, and its rows are wiped at the commit before the new case's are
+            # written (`_Text.wipe`).
+            inserted = db.execute(
+                f"INSERT INTO cases ({', '.join(CASE_COLUMNS)}) VALUES ({', '.join(':' + c for c in CASE_COLUMNS)})",
                 values,
             )
+            key = int(inserted.lastrowid or 0)
         else:
             key = stored[-1]
             changed = [

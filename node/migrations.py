@@ -319,7 +319,8 @@ def _v8_search_rows(db: sqlite_utils.Database) -> None:
 
     One row per case made every note re-tokenise all the case's notes, so a case that runs for years slowed each
     note added to it. A note's row is written once and never rewritten (`node.case_index`). A row's number says
-    whose it is: the case's `search_key` shifted left by 20 bits, plus 0 for the head and 1, 2, ... for notes.
+    whose it is: the case's `search_key` (its row number in `cases`) shifted left by 20 bits, plus 0 for the head
+    and 1, 2, ... for notes.
     The old text moves over as a head row and one "legacy" row of all the notes, replaced by per-note rows the
     next time the case changes, so search finds the same cases before and after the upgrade.
     """
@@ -332,17 +333,22 @@ def _v8_search_rows(db: sqlite_utils.Database) -> None:
     # in old index segments. Affordable now that rows are deleted only when a case's head changes or it goes.
     with contextlib.suppress(sqlcipher3.OperationalError, sqlite3.OperationalError):
         db.execute("INSERT INTO case_text (case_text, rank) VALUES ('secure-delete', 1)")
-    db.execute("ALTER TABLE cases ADD COLUMN search_key INTEGER")
-    db.execute("UPDATE cases SET search_key = rowid")
-    db.execute("CREATE UNIQUE INDEX cases_search_key ON cases(search_key)")
-    # A search for common words walks a list in order and checks each case's key against the words' matches: with
-    # the key in the listing indexes, a case that does not match is passed over without reading its row.
-    listing = "(urgency IS 'urgent') DESC, last_action_at DESC, case_id, search_key"
-    db.execute("DROP INDEX cases_listing")
-    db.execute(f"CREATE INDEX cases_listing ON cases({listing})")
-    for column in ("status", "counterpart", "kind"):
-        db.execute(f"DROP INDEX cases_{column}")
-        db.execute(f"CREATE INDEX cases_{column} ON cases({column}, {listing})")
+    # `search_key` is the table's own row number (an INTEGER PRIMARY KEY, so kept by VACUUM): given by SQLite as a
+    # case is inserted, and carried by every index entry, so a search that walks a list in order checks each case's
+    # key against the words' matches without reading its row. The table is rebuilt around it, indexes unchanged.
+    indexes = [
+        r[0] for r in db.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'cases'") if r[0]
+    ]
+    kept = [(r[1], r[2] or "TEXT") for r in db.execute("PRAGMA table_info(cases)")]
+    not_null = {"case_id", "doc_id", "status"}
+    definitions = ", ".join(f"{name} {type_}{' NOT NULL' if name in not_null else ''}" for name, type_ in kept)
+    names = ", ".join(name for name, _ in kept)
+    db.execute(f"CREATE TABLE cases_v8 (search_key INTEGER PRIMARY KEY, {definitions})")
+    db.execute(f"INSERT INTO cases_v8 (search_key, {names}) SELECT rowid, {names} FROM cases")
+    db.execute("DROP TABLE cases")
+    db.execute("ALTER TABLE cases_v8 RENAME TO cases")
+    for sql in [*indexes, "CREATE UNIQUE INDEX cases_case_id ON cases(case_id)"]:
+        db.execute(sql)
     columns = ("reference", "counterpart_reference", "summary", "attachments")
     head = " || char(10) || ".join(f"coalesce(f.{c}, '')" for c in columns)
     db.execute(

@@ -126,7 +126,7 @@ def test_new_database_has_the_case_tables(db: Database) -> None:
         "cases_last_action_at",
         "case_attachments_have",
         "case_attachments_case_id",
-        "cases_search_key",
+        "cases_case_id",
     } <= indexes
 
 
