@@ -302,14 +302,13 @@ class CaseIndex:
                 db.execute(insert, (base, "", change.head))
             if change.notes:
                 last = (
-                    None
+                    0
                     if change.wipe
                     else db.execute(
-                        "SELECT rowid FROM case_text WHERE rowid BETWEEN ? AND ? ORDER BY rowid DESC LIMIT 1",
-                        (base + 1, base + _LAST_NOTE),
-                    ).fetchone()
+                        "SELECT max(id) FROM case_text_content WHERE id BETWEEN ? AND ?", (base + 1, base + _LAST_NOTE)
+                    ).fetchone()[0]
                 )
-                first = last[0] - base + 1 if last else 1
+                first = last - base + 1 if last else 1
                 # Past a million notes in one case, the rest are not searchable: no case comes near it.
                 for seq, (entry, text) in enumerate(change.notes[: _LAST_NOTE + 1 - first], start=first):
                     db.execute(insert, (base + seq, entry, text))
@@ -445,44 +444,47 @@ class CaseIndex:
         other terms are checked on those cases only; when every term is common, the list is walked in order until
         the page is full, each case checked against each term's matches (read once) or its own rows.
         """
-        matched: list[tuple[str, str]] = []  # (condition on case_text, its parameter), one per term
-        liked: list[tuple[str, str]] = []
+        match, like = "case_text MATCH ?", "text LIKE ? ESCAPE '\\'"
+        phrases: list[str] = []  # a parameter of `match` per term
+        patterns: list[str] = []  # a parameter of `like` per short term
         for term in q.split():
             if len(term) >= _TRIGRAM or not self._trigram:
                 phrase = '"' + term.replace('"', '""') + '"'
-                matched.append(("case_text MATCH ?", phrase if self._trigram else phrase + " *"))
+                phrases.append(phrase if self._trigram else phrase + " *")
             else:
-                pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-                liked.append(("text LIKE ? ESCAPE '\\'", pattern))
+                patterns.append("%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
         # Which cases the rarer terms are in: reading a common term's matches stops after _FEW cases. A LIKE reads
         # every row, so it is used this way only when no term can be looked up in the index.
-        probed = matched or liked
+        probed, condition = (phrases, match) if phrases else (patterns, like)
         few: set[int] | None = None
-        left: list[tuple[str, str]] = []
-        for condition, param in probed:
+        common: list[str] = []
+        for param in probed:
             keys = self._db.rows(
                 f"SELECT DISTINCT rowid >> {_SHIFT} FROM case_text WHERE {condition} LIMIT ?", (param, _FEW + 1)
             )
             if len(keys) > _FEW:
-                left.append((condition, param))
+                common.append(param)
             else:
                 found = {row[0] for row in keys}
                 few = found if few is None else few & found
-        left += liked if matched else []
+        common_phrases, left_patterns = (common, patterns) if phrases else ([], common)
         own_rows = f"rowid BETWEEN search_key << {_SHIFT} AND (search_key << {_SHIFT}) + {_LAST_NOTE}"
         where: list[str] = []
         params: list[Any] = []
         if few is not None:
             where.append(f"search_key IN ({', '.join('?' for _ in few) or 'NULL'})")
             params.extend(sorted(few))
-        for condition, param in left:
-            if condition.startswith("case_text MATCH") and (few is None or len(few) > _PROBED):
+        for phrase in common_phrases:
+            if few is None or len(few) > _PROBED:
                 # Its matches read once, each case checked against them. `+`: walked in list order, not every
                 # match's case fetched by key and all of them sorted.
-                where.append(f"+search_key IN (SELECT rowid >> {_SHIFT} FROM case_text WHERE {condition})")
-            else:  # in the case's own rows, a range of their numbers
-                where.append(f"EXISTS (SELECT 1 FROM case_text WHERE {condition} AND {own_rows})")
-            params.append(param)
+                where.append(f"+search_key IN (SELECT rowid >> {_SHIFT} FROM case_text WHERE {match})")
+            else:
+                where.append(f"EXISTS (SELECT 1 FROM case_text WHERE {match} AND {own_rows})")
+            params.append(phrase)
+        for pattern in left_patterns:  # in the case's own rows, a range of their numbers
+            where.append(f"EXISTS (SELECT 1 FROM case_text WHERE {like} AND {own_rows})")
+            params.append(pattern)
         return where, params
 
 

@@ -250,14 +250,15 @@ class Database:
             raise SchemaTooNew(
                 f"database schema {version} is newer than this version of SEAJust Node knows ({LATEST_VERSION})"
             )
-        if 0 < version < LATEST_VERSION:  # an upgrade may take a while (a large node's search index is rewritten)
+        upgrade = 0 < version < LATEST_VERSION  # may take a while (a large node's search index is rewritten)
+        if upgrade:
             log.info("upgrading the database from schema %d to %d", version, LATEST_VERSION)
         started = time.monotonic()
         for number in range(version, LATEST_VERSION):
             with self.write() as db:
                 MIGRATIONS[number](db)
                 db.execute(f"PRAGMA user_version = {number + 1}")
-        if 0 < version < LATEST_VERSION:
+        if upgrade:
             log.info("database upgraded to schema %d in %.1f s", LATEST_VERSION, time.monotonic() - started)
 
     def schema_version(self) -> int:
