@@ -456,7 +456,11 @@ async def measure(base: Path, meta: dict[str, Any], cases: int, shared: int, syn
 
             th_versions = (await get(http, th, "/api/v1/sync"))["documents"]
             started = time.perf_counter()
+            th_cpu = th.cpu
             up, listed, matched, held = await initial_sync(http, kh, shared, th_versions, sync_timeout)
+            # Both nodes' CPU over the sync (the new peer's includes its start): divided by the machine's cores, the
+            # least time the sync could take if every core were busy with it throughout.
+            cpu_th, cpu_kh = th.cpu - th_cpu, kh.cpu
             print(f"initial sync of {shared} shared cases to a new peer (from starting it):", flush=True)
             print(f"  its API up           {up:8.2f} s")
             if listed is None:
@@ -471,6 +475,12 @@ async def measure(base: Path, meta: dict[str, Any], cases: int, shared: int, syn
                 )
             print(f"  all versions equal   {matched:8.2f} s" if matched is not None else "  all versions equal   n/a")
             print(f"  bytes through the proxy: {proxy.down} to the new peer, {proxy.up} back")
+            cores = os.cpu_count() or 1
+            print(
+                f"  CPU: big node {cpu_th:.2f} s, new peer {cpu_kh:.2f} s; all of it over {cores} cores: "
+                f"{(cpu_th + cpu_kh) / cores:.2f} s at the least",
+                flush=True,
+            )
             print(f"  RSS big node {th.rss:.1f} MB, new peer {kh.rss:.1f} MB", flush=True)
             synced = listed is not None
             if not synced:  # the wire bytes need a settled link: give the sync as long again to finish

@@ -10,7 +10,8 @@
                A's acknowledged edits/s, and edits/s from the first request until B held them all.
 
 Each part also prints the CPU time per edit of A, of B and (live) of the clients in this process,
-from /proc: where the time goes, with both nodes and the clients sharing the machine's cores.
+from /proc: where the time goes, with both nodes and the clients sharing the machine's cores. The live
+part adds them up: the machine's cores divided by that sum is the most edits/s this path could give here.
 
 The last line is `ratio R`: catch-up edits/s / live end-to-end edits/s. Timings are reported,
 never asserted.
@@ -227,9 +228,12 @@ async def run(base: Path, cases: int, edits: int, clients: int, seconds: float) 
             f"{figures['end_to_end_per_s']:,.0f} edits/s end to end",
             flush=True,
         )
+        per_edit = figures["cpu_ms_a"] + figures["cpu_ms_b"] + figures["cpu_ms_clients"]
+        cores = os.cpu_count() or 1
         print(
             f"live: CPU per edit, A {figures['cpu_ms_a']:.2f} ms, B {figures['cpu_ms_b']:.2f} ms, "
-            f"the clients (this process) {figures['cpu_ms_clients']:.2f} ms",
+            f"the clients (this process) {figures['cpu_ms_clients']:.2f} ms: {per_edit:.2f} ms in all, so at most "
+            f"{cores * 1000 / per_edit:,.0f} edits/s with every one of the {cores} cores busy",
             flush=True,
         )
         ratio = catch_up / figures["end_to_end_per_s"] if figures["end_to_end_per_s"] else 0.0

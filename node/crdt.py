@@ -94,9 +94,20 @@ class DocumentChange:
 
     def __init__(self, roots: _Roots) -> None:
         self._roots = roots
-        self._doc = roots.doc  # for tests that forge what a modified node could send
+        self.touched: set[str] | None = set()  # the roots this change may have written; None: any of them
+
+    @property
+    def _doc(self) -> pycrdt.Doc[Any]:
+        """The raw document, for tests that forge what a modified node could send: it may then change any root."""
+        self.touched = None
+        return self._roots.doc
+
+    def _touch(self, name: str) -> None:
+        if self.touched is not None:
+            self.touched.add(name)
 
     def _collection(self, name: str) -> pycrdt.Map[Any]:
+        self._touch(name)
         return self._roots.map(name)
 
     def put_record(self, collection: str, key: str, fields: Record) -> None:
@@ -126,6 +137,7 @@ class DocumentChange:
 
     def append(self, list_name: str, item: Record) -> None:
         _check_storable(item)
+        self._touch(list_name)
         self._roots.array(list_name).append(dict(item))
 
 
@@ -142,19 +154,23 @@ class CrdtDocument:
         self._lists_read: dict[str, list[Record]] = {}
 
     def change(self, edit: Callable[[DocumentChange], None]) -> bytes | None:
-        """Run `edit` as one transaction; the update it produced, or None if it changed nothing."""
-        self._forget_reads()
+        """Run `edit` as one transaction; the update it produced, or None if it changed nothing.
+
+        Only the roots the change wrote are read again afterwards: a note changes a case's history, and its
+        records (the case, the references, the attachments) stay as read.
+        """
         captured: list[bytes] = []
+        change = DocumentChange(self._roots)
         # Observed for this one transaction only. pycrdt keeps an observer on the Rust side, with a reference back
         # to its document that Python's collector cannot see: a document observed for good is never freed, and a
         # node that loaded or tried out documents for weeks held every one of them.
         subscription = self._doc.observe(lambda event: captured.append(event.update))
         try:
             with self._doc.transaction(origin="local"):
-                edit(DocumentChange(self._roots))
+                edit(change)
         finally:
             self._doc.unobserve(subscription)
-            self._forget_reads()
+            self._forget_reads(change.touched)
         updates = [u for u in captured if u and u != b"\x00\x00"]
         if not updates:
             return None
@@ -168,9 +184,15 @@ class CrdtDocument:
         finally:
             self._forget_reads()
 
-    def _forget_reads(self) -> None:
-        self._collections_read.clear()
-        self._lists_read.clear()
+    def _forget_reads(self, roots: set[str] | None = None) -> None:
+        """Drop what was read of `roots` (None: of every root)."""
+        if roots is None:
+            self._collections_read.clear()
+            self._lists_read.clear()
+            return
+        for name in roots:
+            self._collections_read.pop(name, None)
+            self._lists_read.pop(name, None)
 
     def encode_state(self) -> bytes:
         return bytes(self._doc.get_update())

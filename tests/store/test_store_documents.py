@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pycrdt
 import pytest
 
+import node.crdt
 import node.documents
 from crypto.authorship import sign_update, verify_update
 from crypto.identity import Identity
@@ -635,6 +637,42 @@ def test_the_records_read_follow_every_change_and_are_the_callers_own() -> None:
     assert set(other.records("case")) == {"main", "second"}  # a peer's update
     assert other.record("case", "second") == {"status": "draft"}
     assert other.record("case", "missing") is None
+
+
+def test_a_change_reads_again_only_the_roots_it_wrote(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A note appends to a case's history: its records are not read again through Yrs, but every root a change
+    wrote is, whichever way it wrote it, and a change through the raw document (a forging test) forgets them all."""
+    doc = CrdtDocument()
+    doc.change(lambda change: change.put_record("case", "main", {"status": "draft"}))
+    doc.change(lambda change: change.put_record("refs", "TH", {"reference": "A-1"}))
+    doc.change(lambda change: change.append("history", {"n": 1}))
+    reads: list[str] = []
+    real = node.crdt._as_json
+    monkeypatch.setattr(node.crdt, "_as_json", lambda shared: reads.append(str(shared)) or real(shared))
+
+    def read_all() -> tuple[object, ...]:
+        return doc.records("case"), doc.records("refs"), doc.items("history")
+
+    read_all()
+    reads.clear()
+    doc.change(lambda change: change.append("history", {"n": 2}))
+    assert read_all() == ({"main": {"status": "draft"}}, {"TH": {"reference": "A-1"}}, [{"n": 1}, {"n": 2}])
+    assert len(reads) == 1  # the history only
+    edits: list[Callable[[DocumentChange], None]] = [
+        lambda change: change.put_record("case", "main", {"status": "sent"}),
+        lambda change: change.delete_fields("refs", "TH", ["reference"]),
+        lambda change: change.delete_record("case", "main"),
+    ]
+    for edit in edits:
+        reads.clear()
+        doc.change(edit)
+        read_all()
+        assert len(reads) == 1
+    assert read_all() == ({}, {"TH": {}}, [{"n": 1}, {"n": 2}])
+    reads.clear()
+    doc.change(lambda change: change._doc.get("history", type=pycrdt.Array).append({"n": 3}))
+    assert read_all() == ({}, {"TH": {}}, [{"n": 1}, {"n": 2}, {"n": 3}])
+    assert len(reads) == 3
 
 
 def test_loaded_documents_are_bounded_by_their_size_too(tmp_path: Path) -> None:
