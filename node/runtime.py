@@ -166,15 +166,18 @@ class Node:
 
     def flush_sync_state(self) -> None:
         """Persist peers' cursors and last-sync times (kept in memory between flushes)."""
-        dirty = set(self.engine.dirty_cursors)
+        dirty = dict(self.engine.dirty_cursors)
         self.engine.dirty_cursors.clear()
         trusted = {p.node_id for p in self.peers.all()}
         with self.db.write() as db:
-            for peer_id in dirty & trusted:
+            for peer_id, doc_ids in dirty.items():
+                if peer_id not in trusted:
+                    continue
+                cursors = self.engine.cursors.get(peer_id, {})
                 rows = [
                     {"peer_id": peer_id, "doc_id": doc_id, "author": author, "seq": seq}
-                    for doc_id, vector in self.engine.cursors.get(peer_id, {}).items()
-                    for author, seq in vector.items()
+                    for doc_id in sorted(doc_ids)
+                    for author, seq in cursors.get(doc_id, {}).items()
                 ]
                 if rows:
                     db.table("peer_cursors").upsert_all(rows, pk=("peer_id", "doc_id", "author"))

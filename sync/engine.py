@@ -202,7 +202,9 @@ class SyncEngine:
         self._hello_cache = HelloCache()
         self._connections: dict[str, list[Connection]] = defaultdict(list)
         self.cursors: dict[str, dict[str, VersionVector]] = defaultdict(dict)
-        self.dirty_cursors: set[str] = set()
+        # Per peer, the documents whose cursor changed since the node last stored them: a node holding 100,000
+        # cases stores the few that moved, not all of a busy peer's every few seconds.
+        self.dirty_cursors: dict[str, set[str]] = defaultdict(set)
         self._closing: set[asyncio.Future[object]] = set()
         self.changed = asyncio.Event()  # set whenever something was stored or acknowledged (tests, metrics)
         # Mail (relay) bookkeeping, in memory: after a restart the first round simply says everything again.
@@ -430,7 +432,7 @@ class SyncEngine:
             # a partial one only ever adds to what we knew.
             known = {} if versions.complete else self.cursors[peer].get(doc_id, {})
             self.cursors[peer][doc_id] = merge(known, have)
-            self.dirty_cursors.add(peer)
+            self.dirty_cursors[peer].add(doc_id)
             if not versions.want_missing or isinstance(conn, MailLink):
                 continue  # mail: `mail_for` sends what the peer lacks, once, with the rest of the round
             conn.backlog[doc_id] = conn.backlog.get(doc_id, False) or not have
@@ -486,7 +488,7 @@ class SyncEngine:
         for entry in updates.entries:
             sent[entry.author] = max(sent.get(entry.author, 0), entry.seq_to)
         self.cursors[peer][updates.doc_id] = merge(self.cursors[peer].get(updates.doc_id, {}), sent)
-        self.dirty_cursors.add(peer)
+        self.dirty_cursors[peer].add(updates.doc_id)
         if isinstance(conn, Connection):
             conn.acks[updates.doc_id] = held
             if result.gap:

@@ -419,7 +419,7 @@ async def test_the_engine_remembers_what_each_peer_holds(network: Network) -> No
     a.put("c1", name="one")
     a.put("c2", name="two")
     await network.until(lambda: a.engine.cursors[b.node_id].get(a.own_doc) == {a.node_id: 2}, "b's cursor")
-    assert b.node_id in a.engine.dirty_cursors
+    assert a.own_doc in a.engine.dirty_cursors[b.node_id]
     assert b.store.versions(a.own_doc) == {a.node_id: 2}
 
 
@@ -462,6 +462,23 @@ async def test_a_node_cannot_write_another_nodes_directory_part(network: Network
     assert a.rejections.records[0][0] == b.node_id
     assert (a.contacts(a), a.log_rows(a.own_doc)) == before
     assert a.store.versions(a.own_doc) == {a.node_id: 1}
+
+
+async def test_a_refused_update_keeps_the_session_and_what_follows_is_applied(network: Network) -> None:
+    """Decision 0014: an authentic message whose content breaks a document's rules is refused on its own; the
+    session it came on stays open, so the peer's other documents keep flowing."""
+    a, b = await linked_and_synced(network)
+    session = a.engine._connections[b.node_id][-1]
+    body = forged_body()
+    forged = SignedUpdate(
+        a.own_doc, b.node_id, 1, 1, body, sign_update(b.identity, doc_id=a.own_doc, seq_from=1, seq_to=1, update=body)
+    )
+    b.engine.push([forged], None)
+    await network.until(lambda: a.rejections.records != [], "a to refuse the update")
+    b.put("k1", name="Sokha")
+    await network.until(lambda: a.contacts(b) == {"k1": {"name": "Sokha"}}, "b's next edit to reach a")
+    assert a.rejections.reasons == ["not_permitted"]
+    assert a.engine._connections[b.node_id] == [session]  # the same session, never closed and opened again
 
 
 async def test_an_update_not_signed_by_its_claimed_author_is_refused(network: Network) -> None:
