@@ -70,14 +70,6 @@ def _watcher(node: Node) -> Callable[[], None]:
     return check
 
 
-def _compactor(node: Node) -> Callable[[], None]:
-    def compact() -> None:
-        for doc_id in node.store.doc_ids():
-            node.store.compact(doc_id)
-
-    return compact
-
-
 async def _report_on_schedule(node: Node) -> None:
     """Refresh the statistics report soon after start, then daily or weekly as configured."""
     await asyncio.sleep(REPORT_FIRST)
@@ -127,7 +119,7 @@ async def _sync_ctx(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(_report_on_schedule(node)),
         asyncio.create_task(_every(WATCH_INTERVAL, _watcher(node), "peer watcher")),
         asyncio.create_task(_every(FLUSH_INTERVAL, node.flush_sync_state, "flush")),
-        asyncio.create_task(_every(COMPACT_INTERVAL, _compactor(node), "compaction")),
+        asyncio.create_task(_every(COMPACT_INTERVAL, node.store.compact_all, "compaction")),
         asyncio.create_task(_every(RETENTION_INTERVAL, node.retention.run, "case key retention")),
     ]
     if node.mail.relays:

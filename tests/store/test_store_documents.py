@@ -429,6 +429,18 @@ def test_compaction_merges_older_own_entries_into_one_signed_entry(make_node: Ca
 
 
 @pytest.mark.usefixtures("small_compaction")
+def test_compacting_every_document_takes_only_those_with_many_own_entries(make_node: Callable[..., Node]) -> None:
+    alice = make_node(ALICE)
+    alice.store.apply_remote(bobs_entries(make_node, 9), via=BOB.node_id)  # as many entries, by another author
+    _edit_many(alice, 10)
+    bobs_log = alice.log(BOB_DOC)
+    assert alice.store.compact_all() == 1
+    assert alice.log(ALICE_DOC)[0] == (ALICE.node_id, 1, 9)
+    assert alice.log(BOB_DOC) == bobs_log
+    assert alice.store.compact_all() == 0  # four own entries left: nothing to do
+
+
+@pytest.mark.usefixtures("small_compaction")
 def test_peers_receiving_the_compacted_log_see_the_same_records(make_node: Callable[..., Node]) -> None:
     alice = make_node(ALICE)
     _edit_many(alice, 4)
