@@ -146,6 +146,11 @@ class CaseKeys:
         held = self._held.get(doc_id)
         return dict(held.roles) if held else {}
 
+    def parties(self, doc_id: str) -> Mapping[str, str]:
+        """`roles` for reading only, not copied: the policy asks it of every case each time a peer connects."""
+        held = self._held.get(doc_id)
+        return held.roles if held else {}
+
     def has(self, doc_id: str) -> bool:
         held = self._held.get(doc_id)
         return held is not None and bool(held.key)

@@ -17,7 +17,7 @@ never admitted, or was revoked, neither writes the directory nor reads it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final
 
 DIRECTORY_PREFIX: Final = "directory/"
@@ -98,7 +98,7 @@ class Policy:
 
     def __init__(
         self,
-        parties: Callable[[str], dict[str, str]],
+        parties: Callable[[str], Mapping[str, str]],
         role_of: Callable[[str], str | None],
         *,
         me: str = "",

@@ -259,7 +259,7 @@ def open_node(home_path: Path, passphrase: str) -> Node:
     def on_roster(node_id: str) -> bool | None:
         return node_holder[0].membership.member(node_id) if node_holder else None
 
-    policy = Policy(case_keys.roles, role_of, me=identity.node_id, member=on_roster)
+    policy = Policy(case_keys.parties, role_of, me=identity.node_id, member=on_roster)
     catch_up = CatchUp(
         home.path / MARKER_NAME,
         identity.node_id,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,7 @@ from sync.engine import MailLink, MailPlan, SyncEngine
 from sync.mailbox import new_stream, open_mail, seal_mail
 from sync.messages import Bundle, SignedUpdate, Updates, Versions, decode, encode
 from sync.protocol import PeerKeys, Role
+from sync.versions import VersionVector
 
 WAIT = 10.0  # seconds before a test gives up waiting for the nodes to converge
 
@@ -339,6 +342,28 @@ async def test_edits_made_while_a_link_was_down_arrive_when_it_is_back(network: 
     assert a.contacts(b) == {"d1": {"name": "during, on b"}}
 
 
+async def test_a_peer_back_in_step_leaves_no_cursor_to_store(network: Network) -> None:
+    """A node holding 100,000 cases stored every cursor of a peer each time it reconnected, changed or not."""
+    a, b = network.member("a"), network.member("b")
+    link = network.link(a, b)
+    a.put("c1", name="one")
+    b.put("d1", name="two")
+    await network.until(network.converged, "first sync")
+    await network.until(lambda: a.engine.cursors[b.node_id].get(a.own_doc) == {a.node_id: 1}, "b's ack")
+    await network.until(lambda: b.engine.cursors[a.node_id].get(b.own_doc) == {b.node_id: 1}, "a's ack")
+    await link.down()
+    a.engine.dirty_cursors.clear()
+    b.engine.dirty_cursors.clear()
+    network.link(b, a)
+    await network.until(lambda: a.engine.is_connected(b.node_id) and b.engine.is_connected(a.node_id), "back")
+    await asyncio.sleep(0.05)  # the complete version lists exchanged
+    assert not a.engine.dirty_cursors[b.node_id] and not b.engine.dirty_cursors[a.node_id]
+    a.put("c1", name="changed")
+    await network.until(lambda: b.contacts(a) == {"c1": {"name": "changed"}}, "the next edit")
+    await network.until(lambda: a.engine.cursors[b.node_id].get(a.own_doc) == {a.node_id: 2}, "b's ack")
+    assert a.own_doc in a.engine.dirty_cursors[b.node_id]
+
+
 @pytest.mark.parametrize("older", ["dialer", "acceptor"])
 async def test_a_node_that_speaks_only_protocol_1_still_converges(network: Network, older: str) -> None:
     a, b = network.member("a"), network.member("b")
@@ -411,6 +436,46 @@ async def test_a_catch_up_larger_than_the_outgoing_queue_is_sent_as_the_link_dra
     assert hub.engine.is_connected(late.node_id) and late.rejections.records == hub.rejections.records == []
     sent = sum(len(message.entries) for message in link.updates_sent_by(hub, network.trusted))
     assert sent == len(members)  # each document once
+
+
+async def test_a_catch_up_lets_the_event_loop_run_while_it_reads_a_batch(
+    network: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node sending a catch-up of 80,000 cases answered nothing else for seconds: each batch was read in one
+    go, and the writer went on to the next without letting the loop run. Now the loop runs every few documents."""
+    members = [network.member(f"m{i}") for i in range(8)]
+    hub = network.member("hub")
+    for i, member in enumerate(members):
+        member.put("c", name=f"officer {i}")
+        network.link(member, hub)
+    await network.until(lambda: all(hub.contacts(m) == m.contacts(m) for m in members), "the hub to hold them all")
+    monkeypatch.setattr(sync.engine, "CATCH_UP_SLICE", 2)
+    ticks = 0
+    seen: list[int] = []  # the loop's ticks each time the hub reads a document for the late joiner
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    real = hub.store.entries_missing
+
+    def entries_missing(doc_id: str, have: VersionVector, *, merge_own: bool = False) -> list[SignedUpdate]:
+        if sys._getframe(1).f_code.co_name == "_refill" and doc_id.startswith("directory/") and not have:
+            seen.append(ticks)  # the catch-up's reads only: another task's read may share a turn with a slice
+        return real(doc_id, have, merge_own=merge_own)
+
+    monkeypatch.setattr(hub.store, "entries_missing", entries_missing)
+    task = asyncio.create_task(ticker())
+    try:
+        late = network.member("late")
+        network.link(late, hub)
+        await network.until(lambda: all(late.contacts(m) == m.contacts(m) for m in members), "the catch-up")
+    finally:
+        task.cancel()
+    assert len(seen) >= len(members)
+    assert max(Counter(seen).values()) <= 2  # two documents a slice, then the loop runs (the ticker ticks)
 
 
 async def test_the_engine_remembers_what_each_peer_holds(network: Network) -> None:
