@@ -478,6 +478,45 @@ async def test_a_catch_up_lets_the_event_loop_run_while_it_reads_a_batch(
     assert max(Counter(seen).values()) <= 2  # two documents a slice, then the loop runs (the ticker ticks)
 
 
+async def test_messages_already_received_are_handled_a_turn_of_the_loop_each(
+    network: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new peer catching up read every buffered message before the loop ran again (its API waited 1.5 s); a
+    message that took long (here: any) now lets the loop run before the next."""
+    members = [network.member(f"m{i}") for i in range(6)]
+    hub = network.member("hub")
+    for i, member in enumerate(members):
+        member.put("c", name=f"officer {i}")
+        network.link(member, hub)
+    await network.until(lambda: all(hub.contacts(m) == m.contacts(m) for m in members), "the hub to hold them all")
+    monkeypatch.setattr(sync.engine, "RECEIVE_TURN", -1.0)
+    late = network.member("late")
+    ticks = 0
+    seen: list[int] = []
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    real = late.engine._receive
+
+    def receive(conn: Any, data: bytes) -> bool:
+        seen.append(ticks)
+        return real(conn, data)
+
+    monkeypatch.setattr(late.engine, "_receive", receive)
+    task = asyncio.create_task(ticker())
+    try:
+        link = network.link(late, hub)
+        await network.until(lambda: all(late.contacts(m) == m.contacts(m) for m in members), "the catch-up")
+    finally:
+        task.cancel()
+    assert len(seen) >= 3 and link.sent
+    assert max(Counter(seen).values()) == 1  # never two messages in one turn of the loop
+
+
 async def test_the_engine_remembers_what_each_peer_holds(network: Network) -> None:
     a, b = network.member("a"), network.member("b")
     network.link(a, b)
