@@ -415,17 +415,44 @@ async def test_a_burst_of_live_edits_sends_each_entry_about_once(network: Networ
     assert burst <= sent <= 2 * burst
 
 
-async def test_a_catch_up_larger_than_the_outgoing_queue_is_sent_as_the_link_drains(
-    network: Network, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Queued all at once, a catch-up of more documents than the queue holds dropped the peer, which asked again
-    on its next session, and so on for ever: it must be queued a batch at a time instead."""
-    members = [network.member(f"m{i}") for i in range(6)]
+async def hub_holding(network: Network, count: int) -> tuple[list[Member], Member]:
+    """`count` members linked to a hub that holds each one's contact list."""
+    members = [network.member(f"m{i}") for i in range(count)]
     hub = network.member("hub")
     for i, member in enumerate(members):
         member.put("c", name=f"officer {i}")
         network.link(member, hub)
     await network.until(lambda: all(hub.contacts(m) == m.contacts(m) for m in members), "the hub to hold them all")
+    return members, hub
+
+
+class LoopTurns:
+    """Counts the turns of the event loop while entered: what happens within one turn sees one count."""
+
+    def __init__(self) -> None:
+        self.turns = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        while True:
+            self.turns += 1
+            await asyncio.sleep(0)
+
+    async def __aenter__(self) -> LoopTurns:
+        self._task = asyncio.create_task(self._tick())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
+async def test_a_catch_up_larger_than_the_outgoing_queue_is_sent_as_the_link_drains(
+    network: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Queued all at once, a catch-up of more documents than the queue holds dropped the peer, which asked again
+    on its next session, and so on for ever: it must be queued a batch at a time instead."""
+    members, hub = await hub_holding(network, 6)
     monkeypatch.setattr(sync.engine, "MAX_QUEUED_MESSAGES", 4)
     monkeypatch.setattr(sync.engine, "CATCH_UP_BATCH", 1)
     monkeypatch.setattr(sync.engine, "CATCH_UP_REFILL_BELOW", 2)
@@ -443,39 +470,25 @@ async def test_a_catch_up_lets_the_event_loop_run_while_it_reads_a_batch(
 ) -> None:
     """A node sending a catch-up of 80,000 cases answered nothing else for seconds: each batch was read in one
     go, and the writer went on to the next without letting the loop run. Now the loop runs every few documents."""
-    members = [network.member(f"m{i}") for i in range(8)]
-    hub = network.member("hub")
-    for i, member in enumerate(members):
-        member.put("c", name=f"officer {i}")
-        network.link(member, hub)
-    await network.until(lambda: all(hub.contacts(m) == m.contacts(m) for m in members), "the hub to hold them all")
+    members, hub = await hub_holding(network, 8)
     monkeypatch.setattr(sync.engine, "CATCH_UP_SLICE", 2)
-    ticks = 0
-    seen: list[int] = []  # the loop's ticks each time the hub reads a document for the late joiner
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0)
+    loop = LoopTurns()
+    seen: list[int] = []  # the loop's turns each time the hub reads a document for the late joiner
 
     real = hub.store.entries_missing
 
     def entries_missing(doc_id: str, have: VersionVector, *, merge_own: bool = False) -> list[SignedUpdate]:
         if sys._getframe(1).f_code.co_name == "_refill" and doc_id.startswith("directory/") and not have:
-            seen.append(ticks)  # the catch-up's reads only: another task's read may share a turn with a slice
+            seen.append(loop.turns)  # the catch-up's reads only: another task's read may share a turn with a slice
         return real(doc_id, have, merge_own=merge_own)
 
     monkeypatch.setattr(hub.store, "entries_missing", entries_missing)
-    task = asyncio.create_task(ticker())
-    try:
+    async with loop:
         late = network.member("late")
         network.link(late, hub)
         await network.until(lambda: all(late.contacts(m) == m.contacts(m) for m in members), "the catch-up")
-    finally:
-        task.cancel()
     assert len(seen) >= len(members)
-    assert max(Counter(seen).values()) <= 2  # two documents a slice, then the loop runs (the ticker ticks)
+    assert max(Counter(seen).values()) <= 2  # two documents a slice, then the loop runs (the loop turns)
 
 
 async def test_messages_already_received_are_handled_a_turn_of_the_loop_each(
@@ -483,36 +496,22 @@ async def test_messages_already_received_are_handled_a_turn_of_the_loop_each(
 ) -> None:
     """A new peer catching up read every buffered message before the loop ran again (its API waited 1.5 s); a
     message that took long (here: any) now lets the loop run before the next."""
-    members = [network.member(f"m{i}") for i in range(6)]
-    hub = network.member("hub")
-    for i, member in enumerate(members):
-        member.put("c", name=f"officer {i}")
-        network.link(member, hub)
-    await network.until(lambda: all(hub.contacts(m) == m.contacts(m) for m in members), "the hub to hold them all")
+    members, hub = await hub_holding(network, 6)
     monkeypatch.setattr(sync.engine, "RECEIVE_TURN", -1.0)
     late = network.member("late")
-    ticks = 0
+    loop = LoopTurns()
     seen: list[int] = []
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0)
 
     real = late.engine._receive
 
     def receive(conn: Any, data: bytes) -> bool:
-        seen.append(ticks)
+        seen.append(loop.turns)
         return real(conn, data)
 
     monkeypatch.setattr(late.engine, "_receive", receive)
-    task = asyncio.create_task(ticker())
-    try:
+    async with loop:
         link = network.link(late, hub)
         await network.until(lambda: all(late.contacts(m) == m.contacts(m) for m in members), "the catch-up")
-    finally:
-        task.cancel()
     assert len(seen) >= 3 and link.sent
     assert max(Counter(seen).values()) == 1  # never two messages in one turn of the loop
 
