@@ -87,7 +87,7 @@ async def get_openapi(request: web.Request) -> web.Response:
 
 async def list_peers(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    return json_response([node.peer_status(p) for p in node.peers.all()])
+    return json_response(node.peer_statuses(node.peers.all()))
 
 
 async def add_peer(request: web.Request) -> web.Response:

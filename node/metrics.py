@@ -55,8 +55,8 @@ class NodeCollector(Collector):
         outbox = GaugeMetricFamily(
             "seajust_peer_outbox_updates", "Signed updates the peer is not known to hold yet", labels=["peer"]
         )
-        for peer in node.peers.all():
-            status = node.peer_status(peer)
+        peers = node.peers.all()
+        for peer, status in zip(peers, node.peer_statuses(peers), strict=True):
             connected.add_metric([peer.node_id], 1.0 if status["connected"] else 0.0)
             outbox.add_metric([peer.node_id], float(status["outbox"]))
             age = _age(status["last_sync"], now)

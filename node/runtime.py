@@ -103,23 +103,36 @@ class Node:
         }
 
     def peer_status(self, peer: Peer) -> dict[str, Any]:
-        status = peer.public_json()
-        status["last_sync"] = self.last_seen.get(peer.node_id, peer.last_sync)
-        status["connected"] = self.engine.is_connected(peer.node_id)
-        status["outbox"] = self.outbox_size(peer.node_id)
-        return status
+        return self.peer_statuses([peer])[0]
 
-    def outbox_size(self, peer_id: str) -> int:
-        """Signed updates this node holds that the peer is not known to hold yet."""
-        cursors = self.engine.cursors.get(peer_id, {})
-        total = 0
-        for doc_id in self.store.doc_ids():
-            if not self.policy.entitled(doc_id, peer_id):
-                continue
-            have = cursors.get(doc_id, {})
-            for author, seq in self.store.versions(doc_id).items():
-                total += max(0, seq - have.get(author, 0))
-        return total
+    def peer_statuses(self, peers: Sequence[Peer]) -> list[dict[str, Any]]:
+        """Each peer as the API, the UI, `/metrics` and `seajust status` show it, its outbox included."""
+        outboxes = self.outbox_sizes([p.node_id for p in peers])
+        statuses = []
+        for peer in peers:
+            status = peer.public_json()
+            status["last_sync"] = self.last_seen.get(peer.node_id, peer.last_sync)
+            status["connected"] = self.engine.is_connected(peer.node_id)
+            status["outbox"] = outboxes[peer.node_id]
+            statuses.append(status)
+        return statuses
+
+    def outbox_sizes(self, peer_ids: Sequence[str]) -> dict[str, int]:
+        """Per peer, the signed updates this node holds that the peer is not known to hold yet.
+
+        One pass over the documents for all peers, and a document the peer holds as this node does costs one
+        comparison: on a node of 100,000 cases, listing two peers took 0.24 s of blocked event loop (on the
+        dashboard, `GET /api/v1/peers` and every `/metrics` scrape)."""
+        totals = dict.fromkeys(peer_ids, 0)
+        cursors = [(peer_id, self.engine.cursors.get(peer_id, {})) for peer_id in totals]
+        for doc_id, mine in self.store.held_versions():
+            for peer_id, held_by in cursors:
+                have = held_by.get(doc_id)
+                if have == mine or not self.policy.entitled(doc_id, peer_id):
+                    continue
+                have = have or {}
+                totals[peer_id] += sum(max(0, seq - have.get(author, 0)) for author, seq in mine.items())
+        return totals
 
     def sync_status(self) -> dict[str, Any]:
         return {

@@ -60,8 +60,8 @@ def summarise(node: Node, *, now: datetime | None = None) -> dict[str, Any]:
     running = answers(node.config.host, node.config.port)
     peers = []
     storage, warnings = storage_summary(node)
-    for peer in sorted(node.peers.all(), key=lambda p: (p.country, p.name)):
-        status = node.peer_status(peer)
+    listed = sorted(node.peers.all(), key=lambda p: (p.country, p.name))
+    for peer, status in zip(listed, node.peer_statuses(listed), strict=True):
         last = status["last_sync"]
         quiet = last is None or datetime.fromisoformat(str(last).replace("Z", "+00:00")) < now - QUIET_AFTER
         if quiet:

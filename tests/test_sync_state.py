@@ -46,3 +46,31 @@ def test_peer_cursors_survive_a_restart_and_a_flush_writes_only_the_documents_th
         }
     finally:
         reopened.close()
+
+
+def test_a_peers_outbox_counts_the_updates_it_is_entitled_to_and_lacks(tmp_path: Path) -> None:
+    """The figure the dashboard, `GET /api/v1/peers`, `/metrics` and `seajust status` show, worked out for every
+    peer in one pass over the documents."""
+    cards = []
+    for name, country in (("Viet Nam", "VN"), ("Cambodia", "KH"), ("Lao PDR", "LA")):
+        peer = open_node(init_node(tmp_path / country, name, country).home, PASSPHRASE)
+        cards.append((peer.card(), peer.node_id))
+        peer.close()
+    node = open_node(init_node(tmp_path / "TH", "Thailand", "TH").home, PASSPHRASE)
+    try:
+        for card, _ in cards:
+            node.peers.add_card(card, actor="tests")
+        node.peers_changed()
+        for n in range(3):
+            node.directory.create({"name": f"Officer {n}"}, actor="tests")
+        node.reporting.send(actor="tests")  # the statistics report: for secretariat nodes only
+        own = f"directory/{node.node_id}"
+        assert node.store.versions(own) == {node.node_id: 3}
+        (_, behind), (_, in_step), (_, never_seen) = cards
+        node.engine.cursors[behind][own] = {node.node_id: 1}
+        node.engine.cursors[in_step][own] = {node.node_id: 3}
+        assert node.outbox_sizes([behind, in_step, never_seen]) == {behind: 2, in_step: 0, never_seen: 3}
+        listed = {p["node_id"]: p["outbox"] for p in node.peer_statuses(node.peers.all())}
+        assert listed == {behind: 2, in_step: 0, never_seen: 3}
+    finally:
+        node.close()

@@ -27,7 +27,7 @@ async def dashboard(request: web.Request) -> web.Response:
         {
             "needs_action": listed(node, node.cases.needs_action()),
             "recent": listed(node, node.cases.search(CaseFilter(limit=RECENT))),
-            "peers": [node.peer_status(p) for p in node.peers.all()],
+            "peers": node.peer_statuses(node.peers.all()),
         },
     )
 

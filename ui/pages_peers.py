@@ -54,7 +54,7 @@ def _added_message(request: web.Request) -> str | None:
 
 def _peers_page(request: web.Request, *, status: int = 200, **extra: Any) -> web.Response:
     node = request.app[NODE_KEY]
-    listed = sorted((node.peer_status(p) for p in node.peers.all()), key=lambda p: (str(p["country"]), str(p["name"])))
+    listed = sorted(node.peer_statuses(node.peers.all()), key=lambda p: (str(p["country"]), str(p["name"])))
     context: dict[str, Any] = {
         "peers": listed,
         "own": {"node_id": node.node_id, "role": node.config.role, "url": node.config.url},
