@@ -11,7 +11,9 @@ the event loop share one transaction (each in a SAVEPOINT, so a failing unit und
 and one commit at the start of the next turn. Nothing they wrote leaves the node before that
 commit: what must wait for it (pushing to peers, answering the API, acknowledging a peer) runs
 in `after_commit` or awaits `durable()`; if the commit fails, `on_abort` callbacks drop what the
-units had changed in memory. Every other write commits on its own, after any open group.
+units had changed in memory. Every other write commits on its own, after any open group. Work that lets
+the loop run in its middle and should still commit once (a catch-up's bundle) holds the group open
+across turns with `hold()`.
 
 When the disk refuses a write (full, read-only, failing), `write()` raises `StorageFull` or
 `StorageReadOnly`, which say what the operator must do; nothing of the unit of work is kept,
@@ -229,6 +231,8 @@ class Database:
         self._loop_thread: int | None = None
         self._group: _Group | None = None
         self._groups = 0  # groups opened so far
+        self._holds = 0  # `hold()` blocks entered and not yet left
+        self._commit_after_hold = False  # the open group's end of turn came while held
         self._failed: dict[int, StorageError] = {}  # the latest groups that did not commit, by number
         self._functions: dict[str, tuple[int, Callable[..., Any]]] = {}
         self._after: list[Callable[[], object]] = []  # run once the open transaction commits
@@ -340,7 +344,7 @@ class Database:
             self._begin()
             self._groups += 1
             self._group = _Group(self._loop, self._groups)
-            self._loop.call_soon(self._commit_group)
+            self._loop.call_soon(self._end_of_turn)
         self._conn.execute("SAVEPOINT unit")
         self._depth = 1
         self._unit_undo.clear()
@@ -363,6 +367,30 @@ class Database:
         finally:
             self._unit_undo.clear()
             self._depth = 0
+
+    def _end_of_turn(self) -> None:
+        if self._holds:
+            self._commit_after_hold = True
+        else:
+            self._commit_group()
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Keep the open group, or the next one, from committing at the end of a turn of the event loop; it
+        commits at the end of the turn in which the hold is left instead.
+
+        For work that lets the loop run in the middle, so the node answers its API meanwhile, yet should commit
+        once: a bundle of a catch-up, whose hundred cases would otherwise take a commit each time the loop ran.
+        A unit of work that commits on its own, and `stop_grouping`, still commit the group at once."""
+        self._holds += 1
+        try:
+            yield
+        finally:
+            self._holds -= 1
+            if not self._holds and self._commit_after_hold:
+                self._commit_after_hold = False
+                if self._group is not None and self._loop is not None:
+                    self._loop.call_soon(self._end_of_turn)
 
     def _commit_group(self) -> StorageError | None:
         """Commit the open group, if any; why it failed, or None."""

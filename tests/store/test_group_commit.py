@@ -214,3 +214,36 @@ def test_a_unit_on_its_own_writes_what_waits_for_its_commit_or_nothing(db: Datab
     assert committed(db.path) == ["alone"] and queued == []
     with pytest.raises(RuntimeError):
         db.before_commit("items", lambda w: None)  # no transaction open: nothing would ever run it
+
+
+async def test_a_held_group_commits_once_when_the_hold_ends_though_the_loop_ran(db: Database) -> None:
+    """A catch-up's bundle lets the loop run every few cases (the node answers its API) and still commits once."""
+    db.group_commits(asyncio.get_running_loop())
+    mark = db.commit_mark()
+    with db.hold():
+        insert(db, "a")
+        for _ in range(3):
+            await asyncio.sleep(0)  # turns of the loop: the group stays open
+        assert committed(db.path) == []
+        insert(db, "b")
+        await asyncio.sleep(0)
+        assert committed(db.path) == [] and db.commit_mark() == mark  # one group, still open
+    await db.durable(mark)
+    assert committed(db.path) == ["a", "b"]
+    db.stop_grouping()
+
+
+async def test_a_unit_committing_on_its_own_still_commits_a_held_group_first(db: Database) -> None:
+    db.group_commits(asyncio.get_running_loop())
+    with db.hold():
+        insert(db, "a")
+        await asyncio.sleep(0)
+        with db.write() as w:  # a unit on its own relies on what was grouped before it
+            w.execute("INSERT INTO item (x) VALUES ('alone')")
+        assert committed(db.path) == ["a", "alone"]
+        insert(db, "b")  # a new group, held too
+        await asyncio.sleep(0)
+        assert committed(db.path) == ["a", "alone"]
+    await asyncio.sleep(0)
+    assert committed(db.path) == ["a", "alone", "b"]
+    db.stop_grouping()
