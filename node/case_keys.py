@@ -143,8 +143,7 @@ class CaseKeys:
 
     def roles(self, doc_id: str) -> dict[str, str]:
         """The parties, also of a shredded case (the policy still answers its parties, with a tombstone)."""
-        held = self._held.get(doc_id)
-        return dict(held.roles) if held else {}
+        return dict(self.parties(doc_id))
 
     def parties(self, doc_id: str) -> Mapping[str, str]:
         """`roles` for reading only, not copied: the policy asks it of every case each time a peer connects."""

@@ -28,7 +28,7 @@ import logging
 import sys
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -224,10 +224,10 @@ class DocumentStore:
     def versions(self, doc_id: str) -> VersionVector:
         return dict(self._versions.get(doc_id, {}))
 
-    def held_versions(self) -> Iterator[tuple[str, Mapping[str, int]]]:
+    def held_versions(self) -> list[tuple[str, Mapping[str, int]]]:
         """Every document's version vector, for reading only: the vectors are not copied (a pass over 100,000
         documents copied each one)."""
-        return iter(list(self._versions.items()))
+        return list(self._versions.items())
 
     def entries_missing(self, doc_id: str, have: VersionVector, *, merge_own: bool = False) -> list[SignedUpdate]:
         """The log entries a holder of `have` lacks; with `merge_own`, as a peer is sent them (`_merge_own_runs`)."""

@@ -470,10 +470,7 @@ class SyncEngine:
             # A complete list is the truth (the peer may have been restored from an old backup);
             # a partial one only ever adds to what we knew.
             known = {} if versions.complete else self.cursors[peer].get(doc_id, {})
-            cursor = merge(known, have)
-            if cursor != self.cursors[peer].get(doc_id):  # a peer reconnecting in step stores nothing
-                self.cursors[peer][doc_id] = cursor
-                self.dirty_cursors[peer].add(doc_id)
+            self._set_cursor(peer, doc_id, merge(known, have))
             if not versions.want_missing or isinstance(conn, MailLink):
                 continue  # mail: `mail_for` sends what the peer lacks, once, with the rest of the round
             conn.backlog[doc_id] = conn.backlog.get(doc_id, False) or not have
@@ -483,6 +480,13 @@ class SyncEngine:
             self.on_complete_versions(peer, dict(versions.docs))
         self._on_synced(peer)
         self.changed.set()
+
+    def _set_cursor(self, peer: str, doc_id: str, cursor: VersionVector) -> None:
+        """What `peer` holds of `doc_id`; stored at the next flush only if it moved (a peer back in step stores
+        nothing)."""
+        if cursor != self.cursors[peer].get(doc_id):
+            self.cursors[peer][doc_id] = cursor
+            self.dirty_cursors[peer].add(doc_id)
 
     async def _refill(self, conn: Connection) -> None:
         """Queue the next documents of a catch-up (`Connection.backlog`): the keys the peer lacks, then the
@@ -533,10 +537,7 @@ class SyncEngine:
         sent: VersionVector = {}
         for entry in updates.entries:
             sent[entry.author] = max(sent.get(entry.author, 0), entry.seq_to)
-        cursor = merge(self.cursors[peer].get(updates.doc_id, {}), sent)
-        if cursor != self.cursors[peer].get(updates.doc_id):
-            self.cursors[peer][updates.doc_id] = cursor
-            self.dirty_cursors[peer].add(updates.doc_id)
+        self._set_cursor(peer, updates.doc_id, merge(self.cursors[peer].get(updates.doc_id, {}), sent))
         if isinstance(conn, Connection):
             conn.acks[updates.doc_id] = held
             if result.gap:
